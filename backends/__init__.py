@@ -1,0 +1,81 @@
+"""Runtimes that load an artifact and run it.
+
+The registry maps runtime names to "module:attr" strings; listing runtimes or asking whether one
+is installed imports no framework (``importlib.util.find_spec`` only).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+
+from backends.base import Runtime, Session
+from compressor.errors import ConfigError, RuntimeUnavailableError, unknown_name
+
+__all__ = ["Runtime", "Session", "RUNTIMES", "get_runtime", "parse_target", "Target", "default_runtime"]
+
+RUNTIMES: dict[str, str] = {
+    "onnxruntime": "backends._onnx:OnnxRuntime",
+    "torch": "backends._torch:TorchRuntime",
+}
+
+# what a format is run on when no target says otherwise (evaluation, parity)
+DEFAULT_RUNTIME = {
+    "onnx": "onnxruntime",
+    "ort": "onnxruntime",
+    "torch": "torch",
+    "torch_export": "torch",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A runtime on a device, as written in a pipeline: ``onnxruntime:cpu``, ``torch:cuda``."""
+
+    runtime: str
+    device: str = "cpu"
+
+    def __str__(self) -> str:
+        return f"{self.runtime}:{self.device}"
+
+
+def get_runtime(name: str) -> Runtime:
+    """The runtime registered under ``name`` (imports only its light module)."""
+    if name not in RUNTIMES:
+        raise unknown_name("runtime", name, RUNTIMES, "Run 'compressor runtimes' to list them.")
+    module_name, _, attr = RUNTIMES[name].partition(":")
+    return getattr(importlib.import_module(module_name), attr)()
+
+
+def parse_target(text: str) -> Target:
+    """Parse ``runtime:device``; the device defaults to cpu. Unknown names are errors."""
+    runtime, _, device = text.partition(":")
+    device = device or "cpu"
+    rt = get_runtime(runtime)
+    if device not in rt.devices:
+        raise ConfigError(
+            f"target '{text}': runtime '{runtime}' has no device '{device}'; allowed: "
+            f"{', '.join(rt.devices)}."
+        )
+    return Target(runtime, device)
+
+
+def default_runtime(fmt: str) -> Runtime:
+    """The runtime used to evaluate and check a format."""
+    name = DEFAULT_RUNTIME.get(str(fmt))
+    if name is None:
+        raise RuntimeUnavailableError(f"no runtime can run format '{fmt}' in this installation.")
+    runtime = get_runtime(name)
+    if not runtime.is_available():
+        raise RuntimeUnavailableError(
+            f"runtime '{name}' (needed for '{fmt}' models) is not installed; {runtime.install_hint}."
+        )
+    return runtime
+
+
+def package_installed(name: str) -> bool:
+    """Whether a top-level package can be imported, without importing it."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False

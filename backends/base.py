@@ -1,0 +1,64 @@
+"""The Runtime and Session protocol every backend implements."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from compressor.artifact import Artifact
+
+
+class Session:
+    """An opened model. ``run`` takes named numpy arrays and returns the outputs as numpy arrays."""
+
+    input_names: list[str]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def sync(self) -> None:
+        """Wait for queued device work (GPU); a no-op on CPU."""
+
+    def close(self) -> None:
+        """Release the model."""
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class Runtime:
+    """A runtime that opens artifacts of some formats on some devices."""
+
+    name: ClassVar[str]
+    formats: ClassVar[tuple[str, ...]]
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    package: ClassVar[str]
+    install_hint: ClassVar[str] = ""
+
+    def is_available(self) -> bool:
+        """Whether the runtime's package is installed (looked up, not imported)."""
+        from backends import package_installed
+
+        return package_installed(self.package)
+
+    def available_devices(self) -> list[str]:
+        """Devices usable on this machine; may import the framework."""
+        return ["cpu"] if self.is_available() else []
+
+    def version(self) -> str | None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version(self.package)
+        except PackageNotFoundError:
+            return None
+
+    def can_run(self, fmt: str) -> bool:
+        return str(fmt) in self.formats
+
+    def open(self, artifact: Artifact, device: str = "cpu", threads: int = 1, **options: Any) -> Session:
+        raise NotImplementedError

@@ -1,0 +1,80 @@
+"""The one timing loop used for every runtime.
+
+Warm-up by count and by time, then at least ``min_runs`` runs and at least ``min_seconds``
+(capped by ``max_seconds``), timed with the monotonic nanosecond clock and a device sync.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class TimingSettings:
+    warmup_runs: int = 10
+    warmup_seconds: float = 0.2
+    min_runs: int = 100
+    min_seconds: float = 1.0
+    max_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Latency statistics of one measurement, in milliseconds."""
+
+    runs: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    std_ms: float
+    cv: float
+    min_ms: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Linear-interpolated percentile of an already sorted list."""
+    if not sorted_values:
+        return float("nan")
+    pos = (len(sorted_values) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def summarize(samples_ns: list[int]) -> Timing:
+    ms = sorted(s / 1e6 for s in samples_ns)
+    mean = statistics.fmean(ms)
+    std = statistics.pstdev(ms) if len(ms) > 1 else 0.0
+    return Timing(
+        runs=len(ms), p50_ms=percentile(ms, 50), p90_ms=percentile(ms, 90), p99_ms=percentile(ms, 99),
+        mean_ms=mean, std_ms=std, cv=std / mean if mean else 0.0, min_ms=ms[0],
+    )
+
+
+def time_loop(run: Callable[[], object], settings: TimingSettings, sync: Callable[[], None] = lambda: None) -> Timing:
+    """Warm up, then time ``run`` until both the run count and the time floor are met."""
+    clock = time.perf_counter_ns
+    start = clock()
+    done = 0
+    while done < settings.warmup_runs or (clock() - start) < settings.warmup_seconds * 1e9:
+        run()
+        sync()
+        done += 1
+        if (clock() - start) > settings.max_seconds * 1e9 / 4:
+            break
+    samples: list[int] = []
+    start = clock()
+    while len(samples) < settings.min_runs or (clock() - start) < settings.min_seconds * 1e9:
+        t0 = clock()
+        run()
+        sync()
+        samples.append(clock() - t0)
+        if (clock() - start) > settings.max_seconds * 1e9 and len(samples) >= 5:
+            break
+    return summarize(samples)

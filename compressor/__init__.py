@@ -1,0 +1,41 @@
+"""compressor: a model compression and deployment toolchain.
+
+``import compressor`` is light: torch, tensorflow and onnxruntime load only where used.
+"""
+from __future__ import annotations
+
+from compressor.artifact import Artifact, Lineage, Signature, TensorSpec
+from compressor.errors import (
+    CompressorError,
+    ConfigError,
+    ConversionError,
+    DataError,
+    FormatChainError,
+    ModelLoadError,
+    PassError,
+    RuntimeUnavailableError,
+    VerificationError,
+)
+from compressor.formats import Format
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Artifact", "Lineage", "Signature", "TensorSpec", "Format", "CompressorError", "ConfigError",
+    "ConversionError", "DataError", "FormatChainError", "ModelLoadError", "PassError",
+    "RuntimeUnavailableError", "VerificationError", "load_pipeline", "run_pipeline", "__version__",
+]
+
+
+def load_pipeline(path):  # noqa: ANN001, ANN201 - thin re-export, keeps import light
+    """Read and validate a pipeline YAML file (see compressor.pipeline.load_pipeline)."""
+    from compressor.pipeline import load_pipeline as _load
+
+    return _load(path)
+
+
+def run_pipeline(pipeline, out_dir, **kwargs):  # noqa: ANN001, ANN201
+    """Run a loaded pipeline into ``out_dir`` (see compressor.runner.run_pipeline)."""
+    from compressor.runner import run_pipeline as _run
+
+    return _run(pipeline, out_dir, **kwargs)

@@ -1,0 +1,258 @@
+"""The ``compressor`` command line. Bad input prints one line and exits 2, never a traceback."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from compressor.errors import CompressorError
+
+app = typer.Typer(
+    help="Compress a trained model (prune, quantize, convert) and measure every result on real runtimes.\n\n"
+    "Start with 'compressor demo', then write a pipeline file ('compressor schema' prints its schema) "
+    "and run it with 'compressor run PIPELINE.yaml --out DIR'.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+DEMO_PIPELINE = Path(__file__).resolve().parent.parent / "samples" / "digits_cnn" / "pipeline.yaml"
+
+
+class ConsoleEvents:
+    """Renders runner events: one line per pass, a status line while work runs."""
+
+    def __init__(self) -> None:
+        self.status = console.status("starting")
+        self.status.start()
+
+    def __call__(self, kind: str, **info: Any) -> None:
+        if kind == "stage":
+            self.status.update(info["message"])
+        elif kind == "variant_start":
+            console.print(f"[bold]{info['variant']}[/bold] ({info['steps']} passes)")
+        elif kind == "pass_start":
+            self.status.update(f"{info['variant']}: running {info['name']}")
+        elif kind == "pass_progress":
+            self.status.update(f"{info['variant']}: {info['name']}: {info['message']}")
+        elif kind == "pass_done":
+            e = info["entry"]
+            parity = f"  parity max err {e['parity']['max_abs_error']:.2e}" if e.get("parity") else ""
+            flag = "" if e["within_budget"] else "  [red]over budget[/red]"
+            took = "cache hit" if e["cache_hit"] else f"{e['seconds']:.1f} s"
+            console.print(f"  {info['index'] + 1}. {info['name']:<24} {e['format_out']:<7} metric {e['metric']:.4f} "
+                          f"(drop {e['metric_drop']:+.4f}){parity}  {took}{flag}")
+        elif kind == "variant_done" and info.get("error"):
+            console.print(f"  [red]failed[/red]: {info['error']}")
+        elif kind == "bench":
+            self.status.update(f"measuring {info['index']}/{info['total']}: {info['artifact']} on {info['target']} batch {info['batch']}")
+
+    def stop(self) -> None:
+        self.status.stop()
+
+
+def _fail(exc: CompressorError) -> None:
+    err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True, markup=True)
+    sys.exit(2)
+
+
+def _run(pipeline_path: Path, out: Optional[Path], variant: list[str], strict: bool, cache: Optional[Path],
+         no_bench: bool) -> None:
+    from compressor.pipeline import load_pipeline
+    from compressor.runner import exit_code, run_pipeline
+
+    pipeline = load_pipeline(pipeline_path)
+    if variant:
+        pipeline.select(variant)
+    out = out or Path("runs") / pipeline.name
+    events = ConsoleEvents()
+    try:
+        results = run_pipeline(pipeline, out, cache_dir=cache, on_event=events, benchmark=not no_bench)
+    finally:
+        events.stop()
+    _summary(results)
+    console.print(f"\nreport: {out / 'report.md'}  (also report.html, pareto.png, results.json)")
+    code = exit_code(results, strict)
+    if code == 3:
+        err_console.print("no variant is within the accuracy budget (--strict)")
+    raise typer.Exit(code)
+
+
+def _summary(results: dict[str, Any]) -> None:
+    table = Table(title=f"{results['pipeline']}: {results['metric']['name']} (reference {results['reference']['metric']:.4f})")
+    for col in ("variant", "format", "size KiB", "metric", "drop", "in budget", "best p50 ms", "warnings"):
+        table.add_column(col)
+    for v in results["variants"]:
+        a = v.get("artifact") or {}
+        p50 = [b["p50_ms"] for b in v.get("benchmarks", []) if b.get("batch_size") == 1 and "p50_ms" in b]
+        table.add_row(v["name"], a.get("format", "—"), f"{a['size_bytes'] / 1024:.1f}" if a else "—",
+                      "—" if v["metric"] is None else f"{v['metric']:.4f}",
+                      "—" if v["metric_drop"] is None else f"{v['metric_drop']:+.4f}",
+                      "yes" if v["within_budget"] else "[red]no[/red]", f"{min(p50):.3f}" if p50 else "—",
+                      str(len(v.get("warnings", []))) if v["status"] == "ok" else "[red]failed[/red]")
+    console.print(table)
+    for v in results["variants"]:
+        for w in v.get("warnings", []):
+            console.print(f"[yellow]warning[/yellow] {v['name']}: {w}")
+
+
+@app.command()
+def run(
+    pipeline: Path = typer.Argument(..., help="pipeline YAML file"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="run folder (default: runs/<pipeline name>)"),
+    variant: list[str] = typer.Option([], "--variant", "-v", help="run only this variant (repeatable)"),
+    strict: bool = typer.Option(False, help="exit non-zero when no variant is within the accuracy budget"),
+    cache: Optional[Path] = typer.Option(None, help="cache folder (default: OUT/cache)"),
+    no_bench: bool = typer.Option(False, "--no-bench", help="skip latency measurements"),
+) -> None:
+    """Run a pipeline: every variant's passes, checks after each pass, measurements, reports."""
+    _run(pipeline, out, variant, strict, cache, no_bench)
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="run folder")) -> None:
+    """Run the built-in digits CNN sample end to end (trains its model first if needed)."""
+    from samples.digits_cnn.train import ensure_weights
+
+    ensure_weights()
+    _run(DEMO_PIPELINE, out, [], False, None, False)
+
+
+@app.command()
+def bench(
+    model: Path = typer.Argument(..., help="model file (.onnx, ...) or torch model folder"),
+    runtime: str = typer.Option("onnxruntime:cpu", "--runtime", "-r", help="target as runtime:device"),
+    batch: str = typer.Option("1", help="comma-separated batch sizes, e.g. 1,32"),
+    threads: int = typer.Option(1, min=1),
+    min_runs: int = typer.Option(100, min=1),
+    min_seconds: float = typer.Option(1.0, min=0),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """Measure one model on one target: latency percentiles, throughput, cold start, peak RSS."""
+    from backends import get_runtime, parse_target
+    from benchmarks.measure import measure, random_samples
+    from benchmarks.timing import TimingSettings
+    from compressor.artifact import Artifact, content_sha256
+    from compressor.formats import detect_format
+    from compressor.model_import import IMPORTERS
+    from compressor.registry import load_attr
+
+    target = parse_target(runtime)
+    fmt = detect_format(model)
+    rt = get_runtime(target.runtime)
+    if not rt.can_run(fmt):
+        raise CompressorError(f"runtime '{target.runtime}' cannot run '{fmt.value}' models; it runs {', '.join(rt.formats)}.")
+    try:
+        sizes = [int(b) for b in batch.split(",")]
+    except ValueError:
+        raise CompressorError(f"--batch '{batch}' is not a comma-separated list of integers; e.g. --batch 1,32.") from None
+    if fmt in IMPORTERS:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            _, signature = load_attr(IMPORTERS[fmt])(model, Path(tmp))
+    else:
+        raise CompressorError(f"bench cannot read the signature of '{fmt.value}' files yet.")
+    art = Artifact(fmt, model.resolve(), signature, content_sha256(model))
+    settings = TimingSettings(min_runs=min_runs, min_seconds=min_seconds)
+    rows = [measure(art, target.runtime, target.device, b, threads, settings, random_samples(art)) for b in sizes]
+    if as_json:
+        console.print_json(json.dumps(rows))
+        return
+    table = Table(title=f"{model} on {target} ({threads} thread{'s' if threads > 1 else ''})")
+    for col in ("batch", "p50 ms", "p90 ms", "p99 ms", "cv", "per s", "cold ms", "RSS MB"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["batch_size"]), f"{r['p50_ms']:.3f}", f"{r['p90_ms']:.3f}", f"{r['p99_ms']:.3f}",
+                      f"{r['cv']:.3f}", f"{r['throughput_per_s']:.1f}", f"{r['cold_start_ms']:.1f}", f"{r['peak_rss_mb']:.0f}")
+    console.print(table)
+
+
+@app.command()
+def inspect(
+    model: Path = typer.Argument(..., help="model file or torch model folder"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Format, signature, parameters, sparsity, op histogram and int8 share of a model."""
+    from compressor.inspect import inspect_model
+
+    info = inspect_model(model)
+    if as_json:
+        console.print_json(json.dumps(info))
+        return
+    for key, value in info.items():
+        if key == "nodes":
+            continue
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}: {v}" for k, v in value.items())
+        elif isinstance(value, list):
+            value = ", ".join(json.dumps(v) if isinstance(v, dict) else str(v) for v in value) or "(none)"
+        console.print(f"[bold]{key}[/bold]: {value}", highlight=False)
+
+
+@app.command()
+def passes() -> None:
+    """List the registered passes (imports no framework)."""
+    from compressor.registry import DESCRIPTIONS, pass_names
+
+    table = Table(title="passes")
+    table.add_column("name")
+    table.add_column("what it does")
+    for name in pass_names():
+        table.add_row(name, DESCRIPTIONS.get(name, ""))
+    console.print(table)
+
+
+@app.command()
+def runtimes() -> None:
+    """List the runtimes, whether they are installed, and their usable devices."""
+    from backends import RUNTIMES, get_runtime
+
+    table = Table(title="runtimes")
+    for col in ("name", "formats", "installed", "version", "devices here"):
+        table.add_column(col)
+    for name in RUNTIMES:
+        rt = get_runtime(name)
+        ok = rt.is_available()
+        table.add_row(name, ", ".join(rt.formats), "yes" if ok else f"no — {rt.install_hint}",
+                      rt.version() or "—", ", ".join(rt.available_devices()) if ok else "—")
+    console.print(table)
+
+
+@app.command()
+def schema() -> None:
+    """Print the pipeline file's JSON schema."""
+    from compressor.pipeline import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="a run folder with results.json")) -> None:
+    """Rebuild report.md, report.html and pareto.png from results.json, without re-running."""
+    from compressor.report import rebuild
+
+    console.print(f"report: {rebuild(run_dir)}")
+
+
+def main() -> None:
+    """Entry point: run the app; a CompressorError becomes one line on stderr and exit status 2."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except CompressorError as exc:
+        _fail(exc)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

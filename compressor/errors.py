@@ -1,0 +1,68 @@
+"""The error family every user-facing failure belongs to.
+
+Each message is one line: what failed, the offending value, what is allowed, and what to do.
+The CLI prints it and exits with status 2. Subclasses also derive from the matching builtin
+(``ValueError``, ``FileNotFoundError``) so ordinary ``except`` clauses keep working.
+"""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class CompressorError(Exception):
+    """Base of every error the toolchain raises for bad input or a failed step."""
+
+
+class ConfigError(CompressorError, ValueError):
+    """A pipeline file or pass config is invalid."""
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A pass, runtime, metric or data source name is not known."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class FormatChainError(ConfigError):
+    """A pass receives a model format it cannot take."""
+
+
+class ModelLoadError(CompressorError):
+    """A model file is missing, corrupt, or not the format it claims to be."""
+
+
+class DataError(CompressorError, ValueError):
+    """A data source or split is missing, empty, or of the wrong shape or dtype."""
+
+
+class ConversionError(CompressorError):
+    """A conversion between frameworks failed (an operator the converter cannot handle...)."""
+
+
+class PassError(CompressorError):
+    """A pass failed while running, or refused its input in ``check``."""
+
+
+class VerificationError(PassError):
+    """A pass produced a result that fails its parity check."""
+
+
+class RuntimeUnavailableError(CompressorError):
+    """A runtime or device is not installed or not present on this machine."""
+
+
+def did_you_mean(value: str, choices: Iterable[str]) -> str:
+    """Return ' Did you mean 'x'?' for the closest choice, or '' when nothing is close."""
+    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def unknown_name(kind: str, value: str, choices: Iterable[str], fix: str = "") -> UnknownNameError:
+    """Build the standard error for an unknown name, listing what is allowed."""
+    known = sorted(choices)
+    message = f"unknown {kind} '{value}'.{did_you_mean(value, known)} Known: {', '.join(known)}."
+    if fix:
+        message += f" {fix}"
+    return UnknownNameError(message)

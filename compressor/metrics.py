@@ -1,0 +1,76 @@
+"""Metrics: compare a model's outputs to labels or to the reference model's outputs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from compressor.errors import DataError, unknown_name
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric: how to compute it, which way is better, and whether it needs labels."""
+
+    name: str
+    fn: Callable[[np.ndarray, np.ndarray | None, np.ndarray | None], float]
+    higher_is_better: bool = True
+    needs_labels: bool = True
+
+    def drop(self, reference: float, value: float) -> float:
+        """How much worse ``value`` is than ``reference`` (positive = worse)."""
+        return reference - value if self.higher_is_better else value - reference
+
+
+def _need_labels(labels: np.ndarray | None, name: str) -> np.ndarray:
+    if labels is None:
+        raise DataError(f"metric '{name}' needs labels but the evaluation split has none; add 'y' or use cosine / mse.")
+    return labels
+
+
+def _accuracy(outputs: np.ndarray, labels: np.ndarray | None, _ref: np.ndarray | None) -> float:
+    labels = _need_labels(labels, "accuracy")
+    return float(np.mean(np.argmax(outputs.reshape(len(outputs), -1), axis=1) == labels))
+
+
+def _top5(outputs: np.ndarray, labels: np.ndarray | None, _ref: np.ndarray | None) -> float:
+    labels = _need_labels(labels, "top5")
+    top = np.argsort(-outputs.reshape(len(outputs), -1), axis=1)[:, :5]
+    return float(np.mean(np.any(top == labels[:, None], axis=1)))
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each sample's flattened output."""
+    a = a.reshape(len(a), -1).astype(np.float64)
+    b = b.reshape(len(b), -1).astype(np.float64)
+    denom = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.sum(a * b, axis=1) / np.maximum(denom, 1e-12)
+
+
+def _cosine(outputs: np.ndarray, _labels: np.ndarray | None, ref: np.ndarray | None) -> float:
+    return float(np.mean(cosine_rows(outputs, ref)))
+
+
+def _mse(outputs: np.ndarray, _labels: np.ndarray | None, ref: np.ndarray | None) -> float:
+    return float(np.mean((outputs.astype(np.float64) - ref.astype(np.float64)) ** 2))
+
+
+METRICS: dict[str, Metric] = {
+    "accuracy": Metric("accuracy", _accuracy),
+    "top5": Metric("top5", _top5),
+    "cosine": Metric("cosine", _cosine, higher_is_better=True, needs_labels=False),
+    "mse": Metric("mse", _mse, higher_is_better=False, needs_labels=False),
+}
+
+
+def get_metric(name: str) -> Metric:
+    """A built-in metric, or ``pkg.mod:fn`` taking (outputs, labels) and returning higher-is-better."""
+    if name in METRICS:
+        return METRICS[name]
+    if ":" in name:
+        from compressor.registry import load_attr
+
+        fn = load_attr(name)
+        return Metric(name, lambda out, labels, _ref: float(fn(out, labels)))
+    raise unknown_name("metric", name, METRICS, "Or give 'package.module:fn'.")

@@ -1,0 +1,101 @@
+"""PyTorch -> ONNX export (the torch side of convert.onnx)."""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from compressor.artifact import BATCH, Artifact, Signature, TensorSpec
+from compressor.errors import ConversionError
+
+log = logging.getLogger(__name__)
+
+
+def sample_inputs(signature: Signature, batch: int = 2) -> tuple[Any, ...]:
+    """Zero-free example inputs matching a signature (symbolic dims become ``batch``)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    args = []
+    for spec in signature.inputs:
+        shape = [batch if isinstance(d, str) else d for d in spec.shape]
+        if spec.dtype.startswith("int"):
+            args.append(torch.randint(0, 2, shape, generator=gen, dtype=getattr(torch, spec.dtype)))
+        else:
+            args.append(torch.rand(shape, generator=gen, dtype=getattr(torch, spec.dtype)))
+    return tuple(args)
+
+
+@contextlib.contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """Silence the exporter's progress prints and its torch logger warnings (they go to the log)."""
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()) as captured:
+            yield
+    finally:
+        exporter_log.setLevel(level)
+    log.debug("exporter output: %s", captured.getvalue())
+
+
+def export_onnx(artifact: Artifact, config: Any, path: Path) -> Signature:
+    """Export a torch model folder to ONNX at ``path``; return the ONNX model's signature."""
+    import torch
+
+    from backends._torch import load_module
+
+    module = load_module(Path(artifact.path))
+    args = sample_inputs(artifact.signature)
+    in_names = artifact.signature.input_names
+    out_names = [o.name for o in artifact.signature.outputs] or ["output"]
+    kwargs: dict[str, Any] = {"dynamo": config.exporter == "dynamo"}
+    if config.exporter == "dynamo":
+        kwargs["external_data"] = False
+        if config.dynamic_batch:
+            batch = torch.export.Dim("batch", min=1, max=65536)
+            kwargs["dynamic_shapes"] = tuple({0: batch} for _ in in_names)
+    elif config.dynamic_batch:
+        kwargs["dynamic_axes"] = {n: {0: BATCH} for n in in_names + out_names}
+    try:
+        with warnings.catch_warnings(), quiet_stdout():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module, args, str(path), input_names=in_names, output_names=out_names,
+                opset_version=config.opset, **kwargs,
+            )
+    except Exception as exc:
+        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ConversionError(
+            f"torch -> onnx export failed ({config.exporter} exporter, opset {config.opset}): {detail}. "
+            f"Try exporter: {'torchscript' if config.exporter == 'dynamo' else 'dynamo'} or another opset."
+        ) from None
+    return onnx_signature(path, artifact.signature.layout)
+
+
+def onnx_signature(path: Path, layout: str = "NCHW") -> Signature:
+    """Read an ONNX file's input/output names, shapes (symbolic dims by name) and dtypes."""
+    import onnx
+
+    from compressor.passes.optimize._onnx import load_onnx
+
+    model = load_onnx(path, load_weights=False)
+    init = {i.name for i in model.graph.initializer}
+
+    def spec(value: Any) -> TensorSpec:
+        t = value.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or BATCH) for d in t.shape.dim)
+        dims = tuple(BATCH if i == 0 and isinstance(d, str) else d for i, d in enumerate(dims))
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name
+        return TensorSpec(value.name, dims, dtype)
+
+    return Signature(
+        inputs=tuple(spec(v) for v in model.graph.input if v.name not in init),
+        outputs=tuple(spec(v) for v in model.graph.output),
+        layout=layout,
+    )

@@ -1,0 +1,95 @@
+"""Applying magnitude pruning masks to a torch module (the torch side of prune.magnitude)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from compressor.artifact import Artifact
+from compressor.errors import PassError
+
+
+def prunable_layers(module: Any) -> dict[str, Any]:
+    """Conv and Linear layers by qualified name: the layers magnitude pruning can take."""
+    from torch import nn
+
+    return {n: m for n, m in module.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))}
+
+
+def compute_masks(layers: dict[str, Any], sparsity: float, scope: str) -> dict[str, Any]:
+    """Boolean keep-masks: a global magnitude threshold, or one per layer."""
+    import torch
+
+    if sparsity <= 0:
+        return {n: torch.ones_like(m.weight, dtype=torch.bool) for n, m in layers.items()}
+    if scope == "global":
+        scores = torch.cat([m.weight.detach().abs().flatten() for m in layers.values()])
+        k = int(sparsity * scores.numel())
+        threshold = torch.kthvalue(scores, k).values if k > 0 else scores.min() - 1
+        return {n: m.weight.detach().abs() > threshold for n, m in layers.items()}
+    masks = {}
+    for n, m in layers.items():
+        w = m.weight.detach().abs().flatten()
+        k = int(sparsity * w.numel())
+        threshold = torch.kthvalue(w, k).values if k > 0 else w.min() - 1
+        masks[n] = m.weight.detach().abs() > threshold
+    return masks
+
+
+def apply_masks(layers: dict[str, Any], masks: dict[str, Any]) -> None:
+    import torch
+
+    with torch.no_grad():
+        for n, m in layers.items():
+            m.weight.mul_(masks[n])
+
+
+def sparsity_report(layers: dict[str, Any]) -> dict[str, Any]:
+    """Overall and per-layer fraction of exact zeros in the pruned weights."""
+    per_layer, zeros, total = {}, 0, 0
+    for n, m in layers.items():
+        z = int((m.weight == 0).sum())
+        per_layer[n] = round(z / m.weight.numel(), 4)
+        zeros, total = zeros + z, total + m.weight.numel()
+    return {"sparsity": round(zeros / max(total, 1), 4), "per_layer": per_layer}
+
+
+def magnitude_prune(artifact: Artifact, config: Any, ctx: Any, out_dir: Path) -> dict[str, Any]:
+    """Prune, fine-tune with masks held (gradually, if asked), and save the pruned model folder."""
+    from backends._torch import MODEL_JSON, load_module, save_module
+    from compressor.passes.prune.magnitude import polynomial_sparsity, select_layers
+    from compressor.passes.train._torch import fit
+
+    module = load_module(Path(artifact.path))
+    all_layers = prunable_layers(module)
+    names, skipped = select_layers(list(all_layers), config.include, config.exclude)
+    if not names:
+        raise PassError(
+            f"prune.magnitude found no layer to prune (Conv/Linear layers: {list(all_layers) or 'none'}; "
+            f"include={config.include}, exclude={config.exclude}); widen include or narrow exclude."
+        )
+    layers = {n: all_layers[n] for n in names}
+    gradual = config.schedule == "polynomial" and config.finetune_epochs > 0
+    masks = compute_masks(layers, 0.0 if gradual else config.sparsity, config.scope)
+    apply_masks(layers, masks)
+    history: list[float] = []
+    if config.finetune_epochs:
+        split = ctx.data.split("training", needed_by="prune.magnitude fine-tuning")
+
+        def hold(step: int, total: int) -> None:
+            nonlocal masks
+            if gradual and (step % 10 == 0 or step == total):
+                # reach the final sparsity at 75% of training, then fine-tune with it fixed
+                target = polynomial_sparsity(config.sparsity, step, int(total * 0.75))
+                masks = compute_masks(layers, target, config.scope)
+            apply_masks(layers, masks)
+
+        history = fit(module, split, artifact.signature, epochs=config.finetune_epochs, lr=config.lr,
+                      batch_size=config.batch_size, seed=ctx.seed, after_step=hold, say=ctx.say)
+        if gradual:  # make sure the final sparsity holds exactly
+            apply_masks(layers, compute_masks(layers, config.sparsity, config.scope))
+    desc = json.loads((Path(artifact.path) / MODEL_JSON).read_text())
+    save_module(module, desc["factory"], desc.get("kwargs", {}), out_dir)
+    report = sparsity_report(layers)
+    report.update(layers_pruned=len(names), layers_skipped=skipped, finetune_loss=history)
+    return report

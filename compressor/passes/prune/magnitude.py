@@ -1,0 +1,70 @@
+"""prune.magnitude: unstructured magnitude pruning (global or per layer), then fine-tuning."""
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from compressor.artifact import Artifact
+from compressor.formats import Format
+from compressor.passes.base import Pass, PassConfig, PassContext, PassOutput
+
+
+class MagnitudePruningConfig(PassConfig):
+    """Settings of ``prune.magnitude``."""
+
+    sparsity: float = Field(0.5, ge=0.0, lt=1.0, description="fraction of selected weights set to zero")
+    scope: Literal["global", "layer"] = Field(
+        "global", description="one threshold across all selected layers, or the same sparsity in each"
+    )
+    schedule: Literal["oneshot", "polynomial"] = Field(
+        "oneshot", description="prune at once, or raise sparsity gradually (cubic) while fine-tuning"
+    )
+    finetune_epochs: int = Field(0, ge=0, description="epochs of fine-tuning on the training split")
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, ge=1)
+    include: list[str] = Field(default_factory=lambda: ["*"], description="layer name patterns to prune")
+    exclude: list[str] = Field(default_factory=list, description="layer name patterns to leave dense")
+
+
+def select_layers(names: list[str], include: list[str], exclude: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Layers matched by ``include`` and not by ``exclude``; the rest with the reason skipped."""
+    chosen, skipped = [], {}
+    for name in names:
+        if not any(fnmatch.fnmatchcase(name, p) for p in include):
+            skipped[name] = "not matched by include"
+        elif any(fnmatch.fnmatchcase(name, p) for p in exclude):
+            skipped[name] = "matched by exclude"
+        else:
+            chosen.append(name)
+    return chosen, skipped
+
+
+def polynomial_sparsity(final: float, step: int, total: int, initial: float = 0.0, power: int = 3) -> float:
+    """Zhu & Gupta's gradual schedule: sparsity rises fast at first, then levels off at ``final``."""
+    if total <= 0:
+        return final
+    frac = min(step / total, 1.0)
+    return final + (initial - final) * (1.0 - frac) ** power
+
+
+class MagnitudePrune(Pass):
+    """Zero the smallest-magnitude weights of Conv and Linear layers; fine-tune with masks held."""
+
+    name = "prune.magnitude"
+    version = 1
+    config_class = MagnitudePruningConfig
+    input_formats: ClassVar[frozenset[Format]] = frozenset({Format.TORCH})
+
+    @property
+    def data_splits(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("training",) if self.config.finetune_epochs else ()
+
+    def run(self, artifact: Artifact, ctx: PassContext, out_dir: Path) -> PassOutput:
+        from compressor.passes.prune._torch import magnitude_prune
+
+        report = magnitude_prune(artifact, self.config, ctx, out_dir)
+        return PassOutput(path=out_dir, signature=artifact.signature, report=report,
+                          meta={"sparsity": report["sparsity"]})

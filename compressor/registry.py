@@ -1,0 +1,91 @@
+"""Pass registry: dotted pass names mapped to "module:attr" strings.
+
+Listing passes imports nothing; resolving one imports only its (light) module. Pass modules
+import torch, onnxruntime or tensorflow inside the functions that need them.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from compressor.errors import ConfigError, did_you_mean, unknown_name
+
+PASSES: dict[str, str] = {
+    "convert.onnx": "compressor.passes.convert.to_onnx:ConvertOnnx",
+    "optimize.onnx": "compressor.passes.optimize.graph:OptimizeOnnx",
+    "quantize.onnx.dynamic": "compressor.passes.quantize.dynamic:DynamicQuantOnnx",
+    "quantize.onnx.static": "compressor.passes.quantize.static:StaticQuantOnnx",
+    "prune.magnitude": "compressor.passes.prune.magnitude:MagnitudePrune",
+}
+
+DESCRIPTIONS: dict[str, str] = {
+    "convert.onnx": "export a PyTorch model to ONNX (opset, dynamic batch)",
+    "optimize.onnx": "ONNX Runtime offline graph optimization (basic / extended / all)",
+    "quantize.onnx.dynamic": "int8 weights, activations quantized at run time (ORT quantizer)",
+    "quantize.onnx.static": "int8 weights and activations, calibrated on the calibration split",
+    "prune.magnitude": "unstructured magnitude pruning of a PyTorch model, with fine-tuning",
+}
+
+
+def load_attr(spec: str) -> Any:
+    """Import ``"pkg.module:attr"`` and return the attribute."""
+    module_name, _, attr = spec.partition(":")
+    if not attr:
+        raise ConfigError(f"'{spec}' is not of the form 'package.module:name'; write it so.")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"cannot import module '{module_name}' for '{spec}': {exc}. Check the dotted path "
+            f"and that the package is installed."
+        ) from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        names = [n for n in dir(module) if not n.startswith("_")]
+        raise ConfigError(
+            f"module '{module_name}' has no '{attr}'.{did_you_mean(attr, names)}"
+        ) from None
+
+
+def pass_names() -> list[str]:
+    """Every registered pass name, sorted; imports nothing."""
+    return sorted(PASSES)
+
+
+def get_pass_class(name: str) -> type:
+    """The Pass class registered under ``name``, with a did-you-mean for unknown names."""
+    if name not in PASSES:
+        raise unknown_name("pass", name, PASSES, "Run 'compressor passes' to list them.")
+    return load_attr(PASSES[name])
+
+
+def build_pass(name: str, config: dict[str, Any] | None = None) -> Any:
+    """Validate ``config`` against the pass's config class and return the pass instance."""
+    cls = get_pass_class(name)
+    return cls(validate_config(name, cls.config_class, config or {}))
+
+
+def validate_config(pass_name: str, config_class: type, raw: dict[str, Any]) -> Any:
+    """Validate a raw config dict, turning pydantic errors into one clear line."""
+    from pydantic import ValidationError
+
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"config of pass '{pass_name}' must be a mapping of keys to values, got {raw!r}."
+        )
+    known = list(config_class.model_fields)
+    for key in raw:
+        if key not in config_class.model_fields:
+            raise ConfigError(
+                f"pass '{pass_name}' has no setting '{key}'.{did_you_mean(key, known)} "
+                f"Known: {', '.join(known) or '(none)'}."
+            )
+    try:
+        return config_class(**raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        raise ConfigError(
+            f"pass '{pass_name}' setting '{where}' = {err.get('input')!r} is invalid: {err['msg']}."
+        ) from None

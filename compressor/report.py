@@ -1,0 +1,192 @@
+"""Reports built from results.json alone: report.md, report.html and pareto.png."""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from compressor.cache import atomic_write_text
+from compressor.errors import ConfigError
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _kb(n: int | None) -> str:
+    return "—" if n is None else f"{n / 1024:.1f} KiB"
+
+
+def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(_fmt(c) if not isinstance(c, str) else c for c in r) + " |" for r in rows]
+    return lines
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The whole report as Markdown."""
+    ref, metric = results["reference"], results["metric"]["name"]
+    out = [f"# {results['pipeline']}", "",
+           f"Reference: {ref['format']} `{ref['source']}`, {metric} {_fmt(ref['metric'])}, "
+           f"{_kb(ref['size_bytes'])}. Budget: {metric} may drop by at most {results['budget']['max_drop']}.", "",
+           "## Variants", ""]
+    rows = []
+    for v in results["variants"]:
+        a = v.get("artifact") or {}
+        rows.append([v["name"], " → ".join(v["passes"]), a.get("format", "—"), _kb(a.get("size_bytes")),
+                     _kb(a.get("gzip_bytes")), v.get("metric"), v.get("metric_drop"),
+                     "yes" if v.get("within_budget") else "no", v["status"]])
+    out += _table(["variant", "passes", "format", "size", "gzip", metric, "drop", "in budget", "status"], rows)
+    out += ["", "## Latency", "", "p50 in ms, 1 measurement per row in a fresh process.", ""]
+    brows = [["reference", b["runtime"] + ":" + b["device"], b["batch_size"], b.get("p50_ms"), b.get("p90_ms"),
+              b.get("cv"), b.get("throughput_per_s"), b.get("cold_start_ms"), b.get("peak_rss_mb"), b.get("metric")]
+             for b in ref.get("benchmarks", [])]
+    for v in results["variants"]:
+        for b in v.get("benchmarks", []):
+            brows.append([v["name"], b["runtime"] + ":" + b["device"], b["batch_size"], b.get("p50_ms"),
+                          b.get("p90_ms"), b.get("cv"), b.get("throughput_per_s"), b.get("cold_start_ms"),
+                          b.get("peak_rss_mb"), b.get("metric", b.get("error"))])
+    out += _table(["model", "target", "batch", "p50 ms", "p90 ms", "cv", "per s", "cold ms", "RSS MB", metric], brows)
+    checks = [(v["name"], c) for v in results["variants"] for c in v.get("speed_checks", [])]
+    if checks:
+        out += ["", "## Speed checks", "", "Each compression step against its own input, same target and batch.", ""]
+        out += _table(["variant", "step", "target", "batch", "input p50", "p50", "speed-up"],
+                      [[n, f"{c['step']} {c['pass']}", c["target"], c["batch_size"], c["parent_p50_ms"], c["p50_ms"],
+                        f"{c['speedup']:.2f}x"] for n, c in checks])
+    warnings = [(v["name"], w) for v in results["variants"] for w in v.get("warnings", [])]
+    if warnings or results.get("skipped_targets"):
+        out += ["", "## Warnings", ""]
+        out += [f"- **{n}**: {w}" for n, w in warnings]
+        out += [f"- target `{s['target']}` skipped: {s['reason']}" for s in results.get("skipped_targets", [])]
+    out += ["", "## Ledger", ""]
+    for v in results["variants"]:
+        out += [f"### {v['name']}", ""]
+        if v.get("error"):
+            out += [f"**failed**: {v['error']}", ""]
+        out += _table(["#", "pass", "config", "formats", "size", metric, "drop", "parity max err", "seconds", "cache"],
+                      [[i + 1, e["pass"], f"`{json.dumps(e['config'])}`" if e["config"] else "", 
+                        f"{e['format_in']}→{e['format_out']}", _kb(e["size_bytes"]), e["metric"], e["metric_drop"],
+                        _fmt(e["parity"]["max_abs_error"], 6) if e.get("parity") else "—", e["seconds"],
+                        "hit" if e["cache_hit"] else "run"] for i, e in enumerate(v["ledger"])])
+        out.append("")
+    env = results["environment"]
+    out += ["## Environment", "", f"- CPU: {env['cpu']['model']} ({env['cores']} cores); ISA: {', '.join(env['cpu']['isa'])}",
+            f"- load average: {env['load_average']}", f"- Python {env['python']} on {env['platform']}",
+            "- " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()), ""]
+    return "\n".join(out)
+
+
+def pareto_points(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One point per (model, target, batch): p50 latency, metric, size."""
+    pts = []
+    entries = [("reference", results["reference"])] + [(v["name"], v) for v in results["variants"]]
+    for name, item in entries:
+        size = item.get("size_bytes") or (item.get("artifact") or {}).get("size_bytes")
+        for b in item.get("benchmarks", []):
+            if "p50_ms" in b:
+                pts.append({"name": name, "target": f"{b['runtime']}:{b['device']}", "batch": b["batch_size"],
+                            "p50_ms": b["p50_ms"], "metric": b.get("metric"), "size_bytes": size})
+    return pts
+
+
+def pareto_front(points: list[dict[str, Any]], higher_is_better: bool = True) -> list[dict[str, Any]]:
+    """Points no other point beats on both latency and metric."""
+    sign = 1 if higher_is_better else -1
+    front = []
+    for p in points:
+        dominated = any(q["p50_ms"] <= p["p50_ms"] and sign * q["metric"] >= sign * p["metric"] and
+                        (q["p50_ms"] < p["p50_ms"] or sign * q["metric"] > sign * p["metric"]) for q in points)
+        if not dominated:
+            front.append(p)
+    return front
+
+
+def plot_pareto(results: dict[str, Any], path: Path) -> bool:
+    """Metric vs p50 latency for every measured model, one panel per batch size."""
+    points = [p for p in pareto_points(results) if p["metric"] is not None]
+    if not points:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batches = sorted({p["batch"] for p in points})
+    fig, axes = plt.subplots(1, len(batches), figsize=(6 * len(batches), 4.5), squeeze=False)
+    for ax, batch in zip(axes[0], batches):
+        pts = [p for p in points if p["batch"] == batch]
+        for target in sorted({p["target"] for p in pts}):
+            tp = [p for p in pts if p["target"] == target]
+            ax.scatter([p["p50_ms"] for p in tp], [p["metric"] for p in tp],
+                       s=[20 + 180 * (p["size_bytes"] or 0) / max(q["size_bytes"] or 1 for q in points) for p in tp],
+                       label=target, alpha=0.7)
+            for p in tp:
+                ax.annotate(p["name"], (p["p50_ms"], p["metric"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        front = sorted(pareto_front(pts, results["metric"]["higher_is_better"]), key=lambda p: p["p50_ms"])
+        ax.plot([p["p50_ms"] for p in front], [p["metric"] for p in front], "k--", lw=0.8, label="Pareto front")
+        ax.set_xscale("log")
+        ax.set_xlabel("p50 latency (ms, log)")
+        ax.set_ylabel(results["metric"]["name"])
+        ax.set_title(f"batch {batch} (marker area ~ file size)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return True
+
+
+def html_report(md: str, has_plot: bool) -> str:
+    """A self-contained HTML page: the Markdown tables rendered, and the Pareto plot."""
+    body, in_table = [], False
+    for line in md.splitlines():
+        if line.startswith("|"):
+            cells = [html.escape(c.strip().strip("`")) for c in line.strip("|").split("|")]
+            if set(line) <= set("|-"):
+                continue
+            tag = "th" if not in_table else "td"
+            if not in_table:
+                body.append("<table>")
+                in_table = True
+            body.append("<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            body.append("</table>")
+            in_table = False
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
+            if level == 2 and line.startswith("## Variants") and has_plot:
+                body.append('<img src="pareto.png" alt="Pareto plot: metric vs latency">')
+        elif line.startswith("- "):
+            body.append(f"<li>{html.escape(line[2:])}</li>")
+        elif line.strip():
+            body.append(f"<p>{html.escape(line)}</p>")
+    if in_table:
+        body.append("</table>")
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse;"
+             "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#eee}img{max-width:100%}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>report</title><style>{style}</style></head><body>{''.join(body)}</body></html>"
+
+
+def write_reports(results: dict[str, Any], out_dir: Path) -> Path:
+    """Write report.md, report.html and pareto.png into ``out_dir``; return report.md's path."""
+    md = markdown(results)
+    has_plot = plot_pareto(results, out_dir / "pareto.png")
+    atomic_write_text(out_dir / "report.md", md)
+    atomic_write_text(out_dir / "report.html", html_report(md, has_plot))
+    return out_dir / "report.md"
+
+
+def rebuild(out_dir: Path) -> Path:
+    """Rebuild the reports of a run folder from its results.json, without re-running anything."""
+    path = Path(out_dir) / "results.json"
+    if not path.is_file():
+        raise ConfigError(f"'{path}' does not exist; give a run folder written by 'compressor run'.")
+    return write_reports(json.loads(path.read_text()), Path(out_dir))
