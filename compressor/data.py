@@ -62,6 +62,7 @@ class DataBundle:
         self.splits = splits
         self.roles = roles
         self._cache: dict[str, Split] = {}
+        self._fingerprints: dict[str, str] = {}
 
     def split(self, role: str, needed_by: str = "") -> Split:
         """The samples for ``role`` (calibration, evaluation, training); never empty."""
@@ -80,8 +81,11 @@ class DataBundle:
         self._cache[role] = split.take(limit)
         return self._cache[role]
 
-    def fingerprint(self, role: str) -> str:
-        return self.split(role).fingerprint()
+    def fingerprint(self, role: str, needed_by: str = "") -> str:
+        """The content hash of a role's samples (computed once)."""
+        if role not in self._fingerprints:
+            self._fingerprints[role] = self.split(role, needed_by).fingerprint()
+        return self._fingerprints[role]
 
 
 # ---------------------------------------------------------------- sources

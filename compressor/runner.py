@@ -30,7 +30,6 @@ from compressor.pipeline import Pipeline
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-SLOWER_THRESHOLD = 0.95  # a compressed artifact under 0.95x its parent's speed is flagged
 SUFFIX = {"onnx": ".onnx", "ort": ".ort", "tflite": ".tflite", "keras": ".keras", "torch_export": ".pt2"}
 
 Event = Callable[..., None]
@@ -99,7 +98,7 @@ class Runner:
 
     # ------------------------------------------------------------------ passes
     def pass_key(self, parent: Artifact, p: Pass) -> str:
-        data = {role: self.data.fingerprint(role) for role in p.data_splits}
+        data = {role: self.data.fingerprint(role, needed_by=f"pass '{p.name}'") for role in p.data_splits}
         config = p.config.model_dump(mode="json")
         return cache_key("pass", parent.sha256, p.name, p.version, config, data, self.spec.seed)
 

@@ -1,0 +1,55 @@
+"""Shared fixtures: a tiny CNN trained on 8x8 digits once per session, pipeline builders."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+FAST_BENCH = {"batch_sizes": [1, 4], "threads": 1, "warmup_runs": 2, "warmup_seconds": 0.0,
+              "min_runs": 5, "min_seconds": 0.0}
+
+
+def train_tiny(path: Path, factory: str = "tests.tiny_models:TinyCNN", epochs: int = 6, **kwargs: Any) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    from backends._torch import build_module
+    from compressor.artifact import BATCH, Signature, TensorSpec
+    from compressor.data import load_bundle
+    from compressor.passes.train._torch import fit
+    from compressor.pipeline import DataSpec
+
+    torch.manual_seed(0)
+    data = load_bundle(DataSpec(source="digits"))
+    model = build_module(factory, kwargs)
+    fit(model, data.split("training"), Signature((TensorSpec("input", (BATCH, 1, 8, 8)),)), epochs=epochs, lr=5e-3)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_tiny(tmp_path_factory.mktemp("tiny") / "tiny.safetensors")
+
+
+def pipeline_dict(weights: Path, variants: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    raw = {
+        "name": "tiny",
+        "model": {"factory": "tests.tiny_models:TinyCNN", "weights": str(weights)},
+        "data": {"source": "digits", "calibration": {"split": "train", "limit": 64}},
+        "metric": "accuracy",
+        "budget": {"max_drop": 0.02},
+        "variants": variants,
+        "targets": ["onnxruntime:cpu"],
+        "benchmark": dict(FAST_BENCH),
+    }
+    raw.update(overrides)
+    return raw
+
+
+def write_pipeline(tmp: Path, raw: dict[str, Any]) -> Path:
+    path = tmp / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
