@@ -53,6 +53,7 @@ class VariantOutcome:
     ledger: list[dict[str, Any]] = field(default_factory=list)
     chain: list[Artifact] = field(default_factory=list)  # reference, then each pass's output
     error: str | None = None
+    traceback: str | None = None  # for failures that were not CompressorErrors (bugs, library errors)
 
 
 class Runner:
@@ -171,7 +172,7 @@ class Runner:
             detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
             outcome.error = (f"step {len(outcome.ledger) + 1} ({passes[len(outcome.ledger)].name}) "
                              f"raised {type(exc).__name__}: {detail}")
-            outcome.traceback = traceback.format_exc()  # type: ignore[attr-defined]
+            outcome.traceback = traceback.format_exc()
         self.on_event("variant_done", variant=name, error=outcome.error)
         return outcome
 
