@@ -8,6 +8,8 @@ from torch import nn
 class TinyCNN(nn.Module):
     """conv(1->c) relu pool, linear(c*4*4 -> 10), for 8x8 digits."""
 
+    WIDTH_KWARGS = {"c": "conv"}
+
     def __init__(self, c: int = 8) -> None:
         super().__init__()
         self.conv = nn.Conv2d(1, c, 3, padding=1)
@@ -20,6 +22,8 @@ class TinyCNN(nn.Module):
 
 class TinyMLP(nn.Module):
     """flatten, linear(64 -> hidden) relu, linear(hidden -> 10), for 8x8 digits."""
+
+    WIDTH_KWARGS = {"hidden": "fc1"}
 
     def __init__(self, hidden: int = 32) -> None:
         super().__init__()
@@ -35,3 +39,66 @@ class NoWeights(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(torch.flatten(x, 1))[:, :10]
+
+
+class TinyBNCNN(nn.Module):
+    """conv(1->c) bn relu, conv(c->2c) bn relu pool, head linear(2c*4*4 -> num_classes): backbone + head."""
+
+    WIDTH_KWARGS = {"c": "conv1"}
+
+    def __init__(self, c: int = 8, num_classes: int = 10) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, c, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.conv2 = nn.Conv2d(c, 2 * c, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(2 * c)
+        self.head = nn.Linear(2 * c * 4 * 4, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = nn.functional.max_pool2d(torch.relu(self.bn2(self.conv2(x))), 2)
+        return self.head(x.reshape(x.size(0), -1))
+
+
+class TinyResidual(nn.Module):
+    """conv -> relu -> conv, added to its input (a residual), then a linear head."""
+
+    def __init__(self, c: int = 8) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, c, 3, padding=1)
+        self.conv = nn.Conv2d(c, c, 3, padding=1)
+        self.fc = nn.Linear(c * 8 * 8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem(x))
+        x = x + torch.relu(self.conv(x))
+        return self.fc(torch.flatten(x, 1))
+
+
+class TinyConcat(nn.Module):
+    """Two convs whose outputs are concatenated, then a linear head."""
+
+    def __init__(self, c: int = 4) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(1, c, 3, padding=1)
+        self.b = nn.Conv2d(1, c, 1)
+        self.fc = nn.Linear(2 * c * 8 * 8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(torch.cat([self.a(x), self.b(x)], 1), 1))
+
+
+class DeepMLP(nn.Module):
+    """flatten, three hidden linear+relu layers, linear -> 10, for 8x8 digits."""
+
+    def __init__(self, hidden: int = 32) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(64, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.fc3 = nn.Linear(hidden, hidden)
+        self.fc4 = nn.Linear(hidden, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.fc1(torch.flatten(x, 1)))
+        x = torch.relu(self.fc2(x))
+        return self.fc4(torch.relu(self.fc3(x)))

@@ -16,6 +16,55 @@ def prunable_layers(module: Any) -> dict[str, Any]:
     return {n: m for n, m in module.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear))}
 
 
+def weighted_layers(module: Any) -> dict[str, Any]:
+    """Every module that owns parameters itself (Conv, Linear, BatchNorm, Embedding, ...), by name."""
+    return {n: m for n, m in module.named_modules() if n and any(True for _ in m.parameters(recurse=False))}
+
+
+def select_prunable(module: Any, config: Any, pass_name: str,
+                    supported: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """The layers ``config.include``/``exclude`` select among ``supported`` ones, and why others were skipped.
+
+    Layers with weights of a type the pass cannot prune (BatchNorm, Embedding, LayerNorm...) are
+    skipped with that reason; naming one of them exactly in ``include`` is an error.
+    """
+    from compressor.passes.prune.magnitude import is_pattern, select_layers
+
+    supported = prunable_layers(module) if supported is None else supported
+    kinds = sorted({type(m).__name__ for m in supported.values()}) or ["Conv", "Linear"]
+    skipped: dict[str, str] = {}
+    for name, layer in weighted_layers(module).items():
+        if name in supported:
+            continue
+        if name in config.include and not is_pattern(name):
+            raise PassError(
+                f"{pass_name} cannot prune layer '{name}' of type {type(layer).__name__}; it prunes "
+                f"{', '.join(kinds)} layers. Remove '{name}' from include."
+            )
+        skipped[name] = f"unsupported type {type(layer).__name__}"
+    unknown = [p for p in config.include + config.exclude if not is_pattern(p) and p not in dict(module.named_modules())]
+    if unknown:
+        raise PassError(
+            f"{pass_name} include/exclude names layer '{unknown[0]}', which the model does not have; "
+            f"layers it can prune: {', '.join(list(supported)[:12]) or 'none'}."
+        )
+    names, not_selected = select_layers(list(supported), config.include, config.exclude)
+    skipped.update(not_selected)
+    if not names:
+        raise PassError(
+            f"{pass_name} found no layer to prune (prunable layers: {list(supported) or 'none'}; "
+            f"include={config.include}, exclude={config.exclude}); widen include or narrow exclude."
+        )
+    return {n: supported[n] for n in names}, skipped
+
+
+def check_selection(artifact: Artifact, config: Any, pass_name: str) -> None:
+    """Refuse, before any work, an include/exclude selection the pass cannot honour."""
+    from backends._torch import load_module
+
+    select_prunable(load_module(Path(artifact.path)), config, pass_name)
+
+
 def compute_masks(layers: dict[str, Any], sparsity: float, scope: str) -> dict[str, Any]:
     """Boolean keep-masks: a global magnitude threshold, or one per layer."""
     import torch
@@ -57,32 +106,29 @@ def sparsity_report(layers: dict[str, Any]) -> dict[str, Any]:
 def magnitude_prune(artifact: Artifact, config: Any, ctx: Any, out_dir: Path) -> dict[str, Any]:
     """Prune, fine-tune with masks held (gradually, if asked), and save the pruned model folder."""
     from backends._torch import MODEL_JSON, load_module, save_module
-    from compressor.passes.prune.magnitude import polynomial_sparsity, select_layers
+    from compressor.passes.prune.magnitude import polynomial_sparsity
     from compressor.passes.train._torch import fit
 
     module = load_module(Path(artifact.path))
-    all_layers = prunable_layers(module)
-    names, skipped = select_layers(list(all_layers), config.include, config.exclude)
-    if not names:
-        raise PassError(
-            f"prune.magnitude found no layer to prune (Conv/Linear layers: {list(all_layers) or 'none'}; "
-            f"include={config.include}, exclude={config.exclude}); widen include or narrow exclude."
-        )
-    layers = {n: all_layers[n] for n in names}
+    layers, skipped = select_prunable(module, config, "prune.magnitude")
     gradual = config.schedule == "polynomial" and config.finetune_epochs > 0
     masks = compute_masks(layers, 0.0 if gradual else config.sparsity, config.scope)
     apply_masks(layers, masks)
     history: list[float] = []
+    schedule: list[float] = []  # sparsity target at the end of each epoch (gradual schedule)
     if config.finetune_epochs:
         split = ctx.data.split("training", needed_by="prune.magnitude fine-tuning")
+        steps_per_epoch = -(-len(split) // config.batch_size)
 
         def hold(step: int, total: int) -> None:
             nonlocal masks
-            if gradual and (step % 10 == 0 or step == total):
-                # reach the final sparsity at 75% of training, then fine-tune with it fixed
-                target = polynomial_sparsity(config.sparsity, step, int(total * 0.75))
+            if gradual and (step % config.update_every_steps == 0 or step == total):
+                # reach the final sparsity at ramp_fraction of training, then fine-tune with it fixed
+                target = polynomial_sparsity(config.sparsity, step, int(total * config.ramp_fraction))
                 masks = compute_masks(layers, target, config.scope)
             apply_masks(layers, masks)
+            if gradual and step % steps_per_epoch == 0:
+                schedule.append(round(polynomial_sparsity(config.sparsity, step, int(total * config.ramp_fraction)), 4))
 
         history = fit(module, split, artifact.signature, epochs=config.finetune_epochs, lr=config.lr,
                       batch_size=config.batch_size, seed=ctx.seed, after_step=hold, say=ctx.say)
@@ -91,5 +137,8 @@ def magnitude_prune(artifact: Artifact, config: Any, ctx: Any, out_dir: Path) ->
     desc = json.loads((Path(artifact.path) / MODEL_JSON).read_text())
     save_module(module, desc["factory"], desc.get("kwargs", {}), out_dir)
     report = sparsity_report(layers)
-    report.update(layers_pruned=len(names), layers_skipped=skipped, finetune_loss=history)
+    report.update(layers_pruned=len(layers), layers_skipped=skipped, layers_skipped_count=len(skipped),
+                  finetune_loss=history)
+    if gradual:
+        report["schedule"] = schedule
     return report

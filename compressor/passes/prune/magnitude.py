@@ -25,8 +25,18 @@ class MagnitudePruningConfig(PassConfig):
     finetune_epochs: int = Field(0, ge=0, description="epochs of fine-tuning on the training split")
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, ge=1)
+    ramp_fraction: float = Field(
+        0.75, gt=0.0, le=1.0,
+        description="polynomial schedule: fraction of fine-tuning steps over which sparsity rises to its final value",
+    )
+    update_every_steps: int = Field(10, ge=1, description="polynomial schedule: recompute masks every N steps")
     include: list[str] = Field(default_factory=lambda: ["*"], description="layer name patterns to prune")
     exclude: list[str] = Field(default_factory=list, description="layer name patterns to leave dense")
+
+
+def is_pattern(text: str) -> bool:
+    """Whether an include/exclude entry is a glob pattern rather than one exact layer name."""
+    return any(c in text for c in "*?[")
 
 
 def select_layers(names: list[str], include: list[str], exclude: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -54,13 +64,19 @@ class MagnitudePrune(Pass):
     """Zero the smallest-magnitude weights of Conv and Linear layers; fine-tune with masks held."""
 
     name = "prune.magnitude"
-    version = 1
+    version = 2
     config_class = MagnitudePruningConfig
     input_formats: ClassVar[frozenset[Format]] = frozenset({Format.TORCH})
 
     @property
     def data_splits(self) -> tuple[str, ...]:  # type: ignore[override]
         return ("training",) if self.config.finetune_epochs else ()
+
+    def check(self, artifact: Artifact, ctx: PassContext) -> None:
+        from compressor.passes.prune._torch import check_selection
+
+        super().check(artifact, ctx)
+        check_selection(artifact, self.config, self.name)
 
     def run(self, artifact: Artifact, ctx: PassContext, out_dir: Path) -> PassOutput:
         from compressor.passes.prune._torch import magnitude_prune
