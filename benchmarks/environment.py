@@ -27,7 +27,8 @@ def cpu_info() -> dict[str, Any]:
     except OSError:
         pass
     return {"model": model, "isa": [f for f in ISA_FLAGS if f in flags],
-            "int8_dot_product": bool(flags & {"avx512_vnni", "avx_vnni", "asimddp", "amx_int8"})}
+            "int8_dot_product": bool(flags & {"avx512_vnni", "avx_vnni", "asimddp", "amx_int8"}),
+            "fp16_arithmetic": bool(flags & {"avx512_fp16", "asimdhp", "amx_fp16"})}
 
 
 def package_versions() -> dict[str, str]:

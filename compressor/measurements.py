@@ -81,8 +81,28 @@ def likely_reason(entry: dict[str, Any]) -> str:
     from benchmarks.environment import cpu_info
 
     name, config = entry["pass"], entry.get("config", {})
+    coverage = entry.get("coverage") or {}
     if name.startswith("quantize.") and config.get("format") == "qoperator":
+        if config.get("activation_type") == "int8":
+            return ("QOperator with int8 (signed) activations has no fast x86 kernel in ONNX Runtime "
+                    "(it falls back to a slow path); use format: qdq or activation_type: uint8")
         return "QOperator (QLinear*) kernels are slow for this op mix on this CPU; use format: qdq"
+    if name == "quantize.onnx.fp16":
+        if not cpu_info().get("fp16_arithmetic", False):
+            return ("this CPU has no float16 arithmetic, so ONNX Runtime runs float16 graphs through Casts "
+                    "and float32 kernels; fp16 pays off on GPUs and fp16-capable ARM / AVX512-FP16 CPUs")
+        return "float16 kernels for some of these operators are missing, so Casts to float32 remain"
+    if name == "quantize.onnx.weight_only":
+        if config.get("accuracy_level", 4) != 4:
+            return ("MatMulNBits below accuracy_level 4 unpacks the low-bit weights and multiplies in float32; "
+                    "set accuracy_level: 4 for int8 dot products")
+        return ("MatMulNBits dequantizes weights block by block; at this batch the unpacking costs more than "
+                "the smaller weights save (weight-only pays off when weight memory traffic dominates)")
+    share = coverage.get("int8_mac_share")
+    if name.startswith("quantize.") and share is not None and share < 0.5:
+        largest = ", ".join(f"{f['node']} ({f['op_type']})" for f in coverage.get("float_compute", [])[:3])
+        return (f"only {share:.0%} of the MACs run in int8 (largest float compute: {largest or 'none'}); the "
+                f"Quantize/Dequantize conversions around the float part cost more than the int8 part saves")
     if name == "quantize.onnx.dynamic":
         return ("dynamic quantization turns Conv into ConvInteger and quantizes activations on every call; "
                 "ONNX Runtime's CPU ConvInteger kernel is slow, so use quantize.onnx.static for conv nets "

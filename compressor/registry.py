@@ -15,6 +15,8 @@ PASSES: dict[str, str] = {
     "optimize.onnx": "compressor.passes.optimize.graph:OptimizeOnnx",
     "quantize.onnx.dynamic": "compressor.passes.quantize.dynamic:DynamicQuantOnnx",
     "quantize.onnx.static": "compressor.passes.quantize.static:StaticQuantOnnx",
+    "quantize.onnx.fp16": "compressor.passes.quantize.fp16:Fp16Onnx",
+    "quantize.onnx.weight_only": "compressor.passes.quantize.weight_only:WeightOnlyOnnx",
     "prune.magnitude": "compressor.passes.prune.magnitude:MagnitudePrune",
 }
 
@@ -23,6 +25,8 @@ DESCRIPTIONS: dict[str, str] = {
     "optimize.onnx": "ONNX Runtime offline graph optimization (basic / extended / all)",
     "quantize.onnx.dynamic": "int8 weights, activations quantized at run time (ORT quantizer)",
     "quantize.onnx.static": "int8 weights and activations, calibrated on the calibration split",
+    "quantize.onnx.fp16": "float16 weights and compute, float32 inputs and outputs kept",
+    "quantize.onnx.weight_only": "int4 / int8 block-wise MatMul weights (MatMulNBits: default, rtn, hqq, gptq)",
     "prune.magnitude": "unstructured magnitude pruning of a PyTorch model, with fine-tuning",
 }
 

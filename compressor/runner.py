@@ -30,6 +30,8 @@ from compressor.pipeline import Pipeline
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+# format -> "module:function(path, input_shapes) -> dict": int8 coverage of quantized artifacts
+COVERAGE = {"onnx": "compressor.inspect._onnx:coverage"}
 SUFFIX = {"onnx": ".onnx", "ort": ".ort", "tflite": ".tflite", "keras": ".keras", "torch_export": ".pt2"}
 
 Event = Callable[..., None]
@@ -101,7 +103,10 @@ class Runner:
     def pass_key(self, parent: Artifact, p: Pass) -> str:
         data = {role: self.data.fingerprint(role, needed_by=f"pass '{p.name}'") for role in p.data_splits}
         config = p.config.model_dump(mode="json")
-        return cache_key("pass", parent.sha256, p.name, p.version, config, data, self.spec.seed)
+        parts = ["pass", parent.sha256, p.name, p.version, config, data, self.spec.seed]
+        if getattr(p, "uses_budget", False):  # accuracy-aware passes aim at the budget and reference
+            parts += [self.spec.budget.max_drop, getattr(self, "reference_metric", None)]
+        return cache_key(*parts)
 
     def apply(self, parent: Artifact, p: Pass, variant: str, index: int) -> StepResult:
         key = self.pass_key(parent, p)
@@ -112,6 +117,7 @@ class Runner:
         else:
             self.on_event("pass_start", variant=variant, index=index, name=p.name)
             ctx = PassContext(self.data, self.evaluator, seed=self.spec.seed, max_drop=self.spec.budget.max_drop,
+                              reference_metric=getattr(self, "reference_metric", None),
                               progress=lambda msg: self.on_event("pass_progress", variant=variant, name=p.name, message=msg))
             p.check(parent, ctx)
             with self.cache.staging() as tmp:
@@ -135,12 +141,23 @@ class Runner:
             "cache_hit": hit is not None, "report": record.get("report", {}),
         }
         entry["parity"] = self.check_parity(parent, artifact, p) if p.is_conversion else None
+        if p.name.startswith("quantize.") and artifact.format.value in COVERAGE:
+            entry["coverage"] = self.coverage_of(artifact)
         value, _ = self.metric_of(artifact)
         entry["metric"] = value
         entry["metric_drop"] = self.metric.drop(self.reference_metric, value)
         entry["within_budget"] = entry["metric_drop"] <= self.spec.budget.max_drop
         self.on_event("pass_done", variant=variant, index=index, name=p.name, entry=entry)
         return StepResult(artifact, entry)
+
+    def coverage_of(self, artifact: Artifact) -> dict[str, Any]:
+        """Share of weights and MACs in int8 and the float compute left, shapes from one real sample."""
+        from compressor.data import feeds_for
+        from compressor.registry import load_attr
+
+        sample = feeds_for(artifact.signature, self.data.split("evaluation").take(1).inputs)
+        shapes = {name: list(arr.shape) for name, arr in sample.items()}
+        return load_attr(COVERAGE[artifact.format.value])(Path(artifact.path), shapes)
 
     def check_parity(self, parent: Artifact, child: Artifact, p: Pass) -> dict[str, float]:
         key = cache_key("parity", parent.sha256, child.sha256, self.data.fingerprint("evaluation"))

@@ -102,3 +102,16 @@ class DeepMLP(nn.Module):
         x = torch.relu(self.fc1(torch.flatten(x, 1)))
         x = torch.relu(self.fc2(x))
         return self.fc4(torch.relu(self.fc3(x)))
+
+
+class SeqMLP(nn.Module):
+    """The 8x8 digit as one 64-wide token: two Linear layers on a 3-D tensor export as MatMul + Add."""
+
+    def __init__(self, hidden: int = 64) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(64, hidden)
+        self.fc2 = nn.Linear(hidden, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(x.shape[0], 1, 64)
+        return self.fc2(torch.relu(self.fc1(x))).reshape(x.shape[0], 10)

@@ -39,6 +39,7 @@ class PassContext:
     evaluator: Evaluator
     seed: int = 0
     max_drop: float = 0.01
+    reference_metric: float | None = None  # the pipeline's input model's metric (the budget is vs it)
     progress: Any = None  # callable(str) for a status line; may be None
     work_dir: Path | None = None  # scratch space for the pass; not kept
 

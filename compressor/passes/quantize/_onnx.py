@@ -1,6 +1,13 @@
-"""ONNX Runtime quantizer calls (the ONNX side of the quantize.onnx.* passes)."""
+"""ONNX Runtime quantizer calls (the ONNX side of the quantize.onnx.* passes).
+
+The technique modules (static.py, fallback.py, ...) decide what to quantize; these functions
+apply it with ONNX Runtime's quantization tools and check the inputs those tools would silently
+accept (misspelled node names, data of the wrong shape or dtype).
+"""
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -8,9 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from compressor.errors import DataError, PassError
+from compressor.errors import DataError, PassError, did_you_mean
 
 log = logging.getLogger(__name__)
+
+# op types ORT's static / dynamic quantizers can turn into integer kernels
+QUANTIZABLE_OPS = frozenset({"Conv", "MatMul", "Gemm", "ConvTranspose", "Attention", "Gather", "LSTM"})
+# the compute nodes the accuracy-aware fallback may keep in float
+COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
 
 
 def graph_nodes(path: Path) -> list[Any]:
@@ -19,15 +31,13 @@ def graph_nodes(path: Path) -> list[Any]:
     return list(load_onnx(path, load_weights=False).graph.node)
 
 
-def check_node_names(path: Path, names: list[str], pass_name: str) -> None:
+def check_node_names(path: Path, names: list[str], pass_name: str, what: str = "exclude_nodes") -> None:
     """Every node to exclude must exist: a misspelled name is never silently ignored."""
     present = {n.name for n in graph_nodes(path)}
     for name in names:
         if name not in present:
-            from compressor.errors import did_you_mean
-
             raise PassError(
-                f"pass '{pass_name}': exclude_nodes names '{name}', which is not a node of the model."
+                f"pass '{pass_name}': {what} names '{name}', which is not a node of the model."
                 f"{did_you_mean(name, present)} Run 'compressor inspect' on the parent to see node names."
             )
 
@@ -35,8 +45,7 @@ def check_node_names(path: Path, names: list[str], pass_name: str) -> None:
 def check_op_types(path: Path, op_types: list[str] | None, pass_name: str) -> None:
     """Every requested op type must occur in the graph, and something must be quantizable."""
     present = {n.op_type for n in graph_nodes(path)}
-    quantizable = present & {"Conv", "MatMul", "Gemm", "ConvTranspose", "Attention", "Gather", "LSTM"}
-    if not quantizable:
+    if not present & QUANTIZABLE_OPS:
         raise PassError(
             f"pass '{pass_name}': the model has no quantizable operators (it has {sorted(present)}); "
             f"quantization needs Conv, MatMul or Gemm nodes."
@@ -49,21 +58,60 @@ def check_op_types(path: Path, op_types: list[str] | None, pass_name: str) -> No
             )
 
 
+def check_calibration_data(split: Any, signature: Any, pass_name: str) -> None:
+    """Calibration arrays must fit the model's inputs in shape and kind of dtype (float vs integer).
+
+    ``feeds_for`` would cast token ids to float or images to int64 without a word; a calibration
+    run on such data gives meaningless ranges, so it is refused here.
+    """
+    from compressor.data import feeds_for
+
+    sample = split.take(1).inputs
+    specs = {s.name: s for s in signature.inputs}
+    arrays = sample if len(sample) > 1 or len(specs) > 1 else {next(iter(specs)): next(iter(sample.values()))}
+    for name, arr in arrays.items():
+        spec = specs.get(name)
+        if spec is None:
+            continue
+        want_float = np.dtype(spec.dtype).kind == "f"
+        if arr.dtype.kind in "fc" and not want_float or arr.dtype.kind in "iub" and want_float:
+            raise DataError(
+                f"pass '{pass_name}': calibration input '{name}' is {arr.dtype} but the model expects "
+                f"{spec.dtype}; give {'floating-point' if want_float else 'integer'} data for it."
+            )
+    try:
+        feeds_for(signature, sample)
+    except DataError as exc:
+        raise DataError(f"pass '{pass_name}': calibration data does not fit the model: {exc}") from None
+
+
 class SplitReader:
-    """A CalibrationDataReader streaming batches of the calibration split, one at a time."""
+    """A CalibrationDataReader streaming batches of the calibration split, one at a time.
+
+    It supports ORT's strided calibration (``__len__`` and ``set_range``): the calibrator is fed
+    one batch per ``collect_data`` call, folds it into its running ranges or histograms and drops
+    it, so memory does not grow with the number of samples.
+    """
 
     def __init__(self, split: Any, signature: Any, batch_size: int = 32) -> None:
         self._split = split
         self._signature = signature
         self._batch_size = batch_size
+        self._start, self._stop = 0, len(self)
         self._iter: Iterator[dict[str, np.ndarray]] | None = None
         self.rewind()
+
+    def __len__(self) -> int:
+        return -(-len(self._split) // self._batch_size)
 
     def _gen(self) -> Iterator[dict[str, np.ndarray]]:
         from compressor.data import feeds_for
 
-        for batch, _ in self._split.batches(self._batch_size):
-            yield feeds_for(self._signature, batch)
+        for index, (batch, _) in enumerate(self._split.batches(self._batch_size)):
+            if index >= self._stop:
+                return
+            if index >= self._start:
+                yield feeds_for(self._signature, batch)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._iter, None)
@@ -71,50 +119,136 @@ class SplitReader:
     def rewind(self) -> None:
         self._iter = self._gen()
 
+    def __iter__(self) -> SplitReader:  # CalibrationDataReader's protocol (GPTQ iterates it)
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        batch = self.get_next()
+        if batch is None:
+            raise StopIteration
+        return batch
+
+    def __getstate__(self) -> dict[str, Any]:  # GPTQ deep-copies the reader; generators don't copy
+        return {k: v for k, v in self.__dict__.items() if k != "_iter"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.rewind()
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """Restrict the reader to batches [start_index, end_index) and rewind it."""
+        self._start, self._stop = start_index, end_index
+        self.rewind()
+
 
 def preprocess(src: Path, dst: Path) -> Path:
     """ORT's recommended pre-quantization step: shape inference and graph optimization."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    try:
-        quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
-    except Exception as exc:  # fall back to the plain model; record why
-        log.warning("quant_pre_process failed (%s); quantizing the unprocessed model", exc)
-        return src
-    return dst
+    attempts = ({"skip_symbolic_shape": False}, {"skip_symbolic_shape": False, "auto_merge": True},
+                {"skip_symbolic_shape": True})
+    for kwargs in attempts:  # transformer exports need auto_merge; some graphs need no symbolic pass
+        try:
+            with _quiet():
+                quant_pre_process(str(src), str(dst), **kwargs)
+            return dst
+        except Exception as exc:  # record why, try the next setting
+            log.info("quant_pre_process(%s) failed: %s", kwargs, str(exc).splitlines()[0][:200] if str(exc) else exc)
+    log.warning("quant_pre_process failed; quantizing the unprocessed model")
+    return src
 
 
-def quantize_static(src: Path, dst: Path, split: Any, signature: Any, config: Any, work: Path) -> dict[str, Any]:
-    """Run ORT's static quantizer with a streaming reader over the calibration split."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """ORT's calibrators and pre-processing print to stdout on every batch; send it to the log."""
+    with contextlib.redirect_stdout(io.StringIO()) as captured:
+        yield
+    if captured.getvalue().strip():
+        log.debug("onnxruntime quantization output: %s", captured.getvalue()[:2000])
 
-    if len(split) == 0:
-        raise DataError("the calibration split is empty; give data.calibration samples.")
-    model_in = preprocess(src, work / "preprocessed.onnx") if config.preprocess else src
+
+def check_excluded_survive(model_in: Path, names: list[str], pass_name: str) -> None:
+    """A name to exclude that pre-processing fused away would be ignored by ORT: refuse it."""
+    present = {n.name for n in graph_nodes(model_in)}
+    lost = [n for n in names if n not in present]
+    if lost:
+        raise PassError(
+            f"pass '{pass_name}': nodes {lost} were fused or renamed by ORT's pre-processing, so they "
+            f"cannot be kept in float; set preprocess: false, or exclude the fused node instead."
+        )
+
+
+def compute_nodes(path: Path, op_types: list[str] | None) -> list[tuple[str, str]]:
+    """(name, op type) of the compute nodes the quantizer would touch, in graph order."""
+    allowed = COMPUTE_OPS & set(op_types) if op_types else COMPUTE_OPS
+    return [(n.name, n.op_type) for n in graph_nodes(path) if n.op_type in allowed and n.name]
+
+
+def static_options(config: Any) -> dict[str, Any]:
+    """quantize_static keyword arguments for a StaticQuantConfig, less model, reader and exclusions."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+
     method = {
         "minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile, "distribution": CalibrationMethod.Distribution,
     }[config.calibration]
-    extra = {"CalibMovingAverage": False}
+    # CalibStridedMinMax: feed the calibrator one batch per collect_data call (any method, despite
+    # the name), so ORT never holds more than one batch of intermediate outputs.
+    extra: dict[str, Any] = {"CalibMovingAverage": False, "CalibStridedMinMax": 1}
     if config.calibration == "percentile":
         extra["CalibPercentile"] = config.percentile
     if config.symmetric_activations is not None:
         extra["ActivationSymmetric"] = config.symmetric_activations
+        extra["CalibTensorRangeSymmetric"] = config.symmetric_activations
     extra["WeightSymmetric"] = config.symmetric_weights
-    reader = SplitReader(split, signature, config.calibration_batch_size)
-    quantize_static(
-        str(model_in), str(dst), reader,
+    qtype = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+    return dict(
         quant_format=QuantFormat.QDQ if config.format == "qdq" else QuantFormat.QOperator,
         op_types_to_quantize=config.op_types or None,
         per_channel=config.per_channel,
         reduce_range=config.reduce_range,
-        activation_type=QuantType.QUInt8 if config.activation_type == "uint8" else QuantType.QInt8,
-        weight_type=QuantType.QUInt8 if config.weight_type == "uint8" else QuantType.QInt8,
-        nodes_to_exclude=config.exclude_nodes or None,
+        activation_type=qtype[config.activation_type],
+        weight_type=qtype[config.weight_type],
         calibrate_method=method,
         extra_options=extra,
     )
-    return {"calibration_samples": len(split), "preprocessed": model_in != src}
+
+
+class StaticQuantizer:
+    """Calibrates once, then quantizes the (pre-processed) model with any set of float nodes.
+
+    The calibrated ranges are kept in ORT's calibration cache file, so the accuracy-aware
+    fallback can re-quantize with different exclusions without calibrating again.
+    """
+
+    def __init__(self, src: Path, split: Any, signature: Any, config: Any, work: Path, pass_name: str) -> None:
+        if len(split) == 0:
+            raise DataError(f"pass '{pass_name}': the calibration split is empty; give data.calibration samples.")
+        check_calibration_data(split, signature, pass_name)
+        self.split, self.signature, self.config, self.pass_name = split, signature, config, pass_name
+        self.model_in = preprocess(src, work / "preprocessed.onnx") if config.preprocess else src
+        self.preprocessed = self.model_in != src
+        check_excluded_survive(self.model_in, list(config.exclude_nodes), pass_name)
+        self.cache = work / "calibration.json"
+        self.options = static_options(config)
+
+    def quantize(self, dst: Path, exclude: list[str] | None = None) -> Path:
+        """Write the int8 model to ``dst`` with ``exclude`` (plus the configured exclusions) in float."""
+        from onnxruntime.quantization import quantize_static
+
+        nodes = list(dict.fromkeys([*self.config.exclude_nodes, *(exclude or [])]))
+        reader = SplitReader(self.split, self.signature, self.config.calibration_batch_size)
+        try:
+            with _quiet():
+                quantize_static(str(self.model_in), str(dst), reader, nodes_to_exclude=nodes or None,
+                                calibration_cache_path=str(self.cache), **self.options)
+        except (ValueError, RuntimeError) as exc:
+            detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise PassError(f"pass '{self.pass_name}': onnxruntime's quantizer failed: {detail}.") from None
+        return dst
+
+    def report(self) -> dict[str, Any]:
+        return {"calibration_samples": len(self.split), "preprocessed": self.preprocessed}
 
 
 def quantize_dynamic(src: Path, dst: Path, config: Any, work: Path) -> dict[str, Any]:
@@ -122,13 +256,71 @@ def quantize_dynamic(src: Path, dst: Path, config: Any, work: Path) -> dict[str,
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model_in = preprocess(src, work / "preprocessed.onnx") if config.preprocess else src
-    quantize_dynamic(
-        str(model_in), str(dst),
-        op_types_to_quantize=config.op_types or None,
-        per_channel=config.per_channel,
-        reduce_range=config.reduce_range,
-        weight_type=QuantType.QUInt8 if config.weight_type == "uint8" else QuantType.QInt8,
-        nodes_to_exclude=config.exclude_nodes or None,
-        extra_options={"MatMulConstBOnly": True},
-    )
+    with _quiet():
+        quantize_dynamic(
+            str(model_in), str(dst),
+            op_types_to_quantize=config.op_types or None,
+            per_channel=config.per_channel,
+            reduce_range=config.reduce_range,
+            weight_type=QuantType.QUInt8 if config.weight_type == "uint8" else QuantType.QInt8,
+            nodes_to_exclude=config.exclude_nodes or None,
+            extra_options={"MatMulConstBOnly": True},
+        )
     return {"preprocessed": model_in != src}
+
+
+def convert_fp16(src: Path, dst: Path, config: Any) -> dict[str, Any]:
+    """float16 weights and compute; float32 inputs and outputs kept (Casts at the edges)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(src))
+    half = convert_float_to_float16(model, keep_io_types=config.keep_io_types,
+                                    op_block_list=list(config.keep_float_ops) or None,
+                                    node_block_list=list(config.exclude_nodes) or None)
+    onnx.save(half, str(dst))
+    casts = sum(n.op_type == "Cast" for n in half.graph.node)
+    return {"cast_nodes": casts, "float_ops_kept": list(config.keep_float_ops)}
+
+
+def has_weight_matmul(path: Path) -> bool:
+    """Whether the graph has a MatMul whose second input is a constant weight."""
+    from compressor.passes.optimize._onnx import load_onnx
+
+    model = load_onnx(path, load_weights=False)
+    inits = {i.name for i in model.graph.initializer}
+    return any(n.op_type == "MatMul" and len(n.input) > 1 and n.input[1] in inits for n in model.graph.node)
+
+
+def quantize_weight_only(src: Path, dst: Path, config: Any, split: Any = None, signature: Any = None) -> dict[str, Any]:
+    """Block-wise int4 / int8 MatMul weights through ORT's MatMulNBits quantizer."""
+    import onnx
+    from onnxruntime.quantization import QuantFormat
+    from onnxruntime.quantization import matmul_nbits_quantizer as mnq
+
+    common = dict(block_size=config.block_size, is_symmetric=config.symmetric, accuracy_level=config.accuracy_level)
+    if config.algorithm == "default":
+        algo = mnq.DefaultWeightOnlyQuantConfig(bits=config.bits, quant_format=QuantFormat.QOperator, **common)
+        kwargs: dict[str, Any] = {}
+    elif config.algorithm == "hqq":
+        algo = mnq.HQQWeightOnlyQuantConfig(block_size=config.block_size, bits=config.bits)
+        kwargs = {"accuracy_level": config.accuracy_level}
+    elif config.algorithm == "rtn":  # group size, symmetry and bits come from the quantizer's kwargs
+        algo, kwargs = mnq.RTNWeightOnlyQuantConfig(), dict(common, bits=config.bits)
+    else:  # gptq: calibrated on the pipeline's calibration split
+        reader = SplitReader(split, signature, config.calibration_batch_size)
+        algo, kwargs = mnq.GPTQWeightOnlyQuantConfig(calibration_data_reader=reader), dict(common, bits=config.bits)
+    quantizer = mnq.MatMulNBitsQuantizer(onnx.load(str(src)), algo_config=algo,
+                                         nodes_to_exclude=list(config.exclude_nodes) or None, **kwargs)
+    try:
+        with _quiet():
+            quantizer.process()
+    except Exception as exc:  # the quantizers raise ValueError / RuntimeError / AssertionError
+        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise PassError(
+            f"pass 'quantize.onnx.weight_only': the {config.algorithm} quantizer failed ({detail}); "
+            f"try block_size 32 or 64, or symmetric: true."
+        ) from None
+    quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
+    ops = [n.op_type for n in onnx.load(str(dst), load_external_data=False).graph.node]
+    return {"matmul_nbits": ops.count("MatMulNBits"), "float_matmuls": ops.count("MatMul")}
