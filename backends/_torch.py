@@ -52,6 +52,25 @@ def save_module(module: Any, factory: str, kwargs: dict[str, Any], out_dir: Path
     return out_dir
 
 
+def save_exported(module: Any, signature: Any, path: Path) -> Path:
+    """Write ``module`` as a torch.export program (.pt2) with a symbolic batch dimension."""
+    import torch
+
+    from compressor.passes.convert._torch import sample_inputs
+
+    module = module.eval()
+    args = sample_inputs(signature, batch=4)
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    try:
+        program = torch.export.export(module, args, dynamic_shapes=tuple({0: batch} for _ in args))
+    except Exception as exc:
+        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"torch.export could not capture the model ({detail}); save it as a factory instead.") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.export.save(program, str(path))
+    return path
+
+
 class TorchSession(Session):
     def __init__(self, module: Any, device: str, input_names: list[str]) -> None:
         self._module = module

@@ -81,6 +81,9 @@ def _run(pipeline_path: Path, out: Optional[Path], variant: list[str], strict: b
     _summary(results)
     console.print(f"\nreport: {out / 'report.md'}  (also report.html, pareto.png, results.json)")
     code = exit_code(results, strict)
+    for v in results["variants"]:
+        if v.get("bad_input"):
+            err_console.print(f"error: variant '{v['name']}' {v['error']}", highlight=False, soft_wrap=True, markup=False)
     if code == 3:
         err_console.print("no variant is within the accuracy budget (--strict)")
     raise typer.Exit(code)

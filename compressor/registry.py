@@ -18,6 +18,10 @@ PASSES: dict[str, str] = {
     "quantize.onnx.fp16": "compressor.passes.quantize.fp16:Fp16Onnx",
     "quantize.onnx.weight_only": "compressor.passes.quantize.weight_only:WeightOnlyOnnx",
     "prune.magnitude": "compressor.passes.prune.magnitude:MagnitudePrune",
+    "prune.structured": "compressor.passes.prune.structured:StructuredPrune",
+    "prune.nm": "compressor.passes.prune.nm:NMPrune",
+    "distill.kd": "compressor.passes.distill.kd:KnowledgeDistill",
+    "train.finetune": "compressor.passes.train.finetune:FineTune",
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -28,6 +32,10 @@ DESCRIPTIONS: dict[str, str] = {
     "quantize.onnx.fp16": "float16 weights and compute, float32 inputs and outputs kept",
     "quantize.onnx.weight_only": "int4 / int8 block-wise MatMul weights (MatMulNBits: default, rtn, hqq, gptq)",
     "prune.magnitude": "unstructured magnitude pruning of a PyTorch model, with fine-tuning",
+    "prune.structured": "remove whole conv filters / linear units by norm, following the graph; fine-tune",
+    "prune.nm": "N:M semi-structured sparsity (2:4 default) with fine-tuning (GPU sparse kernels)",
+    "distill.kd": "knowledge distillation of the current model into a smaller student",
+    "train.finetune": "transfer learning: freeze a backbone, replace the head, train",
 }
 
 

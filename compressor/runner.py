@@ -119,7 +119,11 @@ class Runner:
             ctx = PassContext(self.data, self.evaluator, seed=self.spec.seed, max_drop=self.spec.budget.max_drop,
                               reference_metric=getattr(self, "reference_metric", None),
                               progress=lambda msg: self.on_event("pass_progress", variant=variant, name=p.name, message=msg))
-            p.check(parent, ctx)
+            try:
+                p.check(parent, ctx)
+            except CompressorError as exc:
+                exc.bad_input = True  # refused before any work: the input or the config is wrong
+                raise
             with self.cache.staging() as tmp:
                 (tmp / "out").mkdir()
                 (tmp / "work").mkdir()
@@ -184,6 +188,7 @@ class Runner:
             outcome.artifact = current
         except CompressorError as exc:
             outcome.error = f"step {len(outcome.ledger) + 1} ({passes[len(outcome.ledger)].name}): {exc}"
+            outcome.bad_input = getattr(exc, "bad_input", False)  # type: ignore[attr-defined]
         except Exception as exc:  # a bug or a library failure: keep the other variants going
             log.debug("variant %s failed", name, exc_info=True)
             detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
@@ -224,6 +229,8 @@ class Runner:
             v: dict[str, Any] = {"name": o.name, "passes": o.passes, "ledger": o.ledger, "status": "ok"}
             if o.error:
                 v.update(status="failed", error=o.error)
+                if getattr(o, "bad_input", False):
+                    v["bad_input"] = True
             if o.artifact is not None:
                 a = o.artifact
                 value = o.ledger[-1]["metric"] if o.ledger else self.reference_metric
@@ -289,7 +296,12 @@ def _copy_atomic(src: Path, dst: Path) -> None:
 
 
 def exit_code(results: dict[str, Any], strict: bool) -> int:
-    """0 when every variant completed (and, with strict, at least one is within budget)."""
+    """0 when every variant completed (and, with strict, at least one is within budget).
+
+    2 when a pass refused its input before any work (bad input), 1 when a variant failed otherwise.
+    """
+    if any(v.get("bad_input") for v in results["variants"]):
+        return 2
     if any(v["status"] != "ok" for v in results["variants"]):
         return 1
     if strict and not any(v["within_budget"] for v in results["variants"]):

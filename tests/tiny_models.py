@@ -42,17 +42,17 @@ class NoWeights(nn.Module):
 
 
 class TinyBNCNN(nn.Module):
-    """conv(1->c) bn relu, conv(c->2c) bn relu pool, head linear(2c*4*4 -> num_classes): backbone + head."""
+    """conv(1->c1) bn relu, conv(c1->c2) bn relu pool, head linear(c2*4*4 -> num_classes): backbone + head."""
 
-    WIDTH_KWARGS = {"c": "conv1"}
+    WIDTH_KWARGS = {"c1": "conv1", "c2": "conv2"}
 
-    def __init__(self, c: int = 8, num_classes: int = 10) -> None:
+    def __init__(self, c1: int = 8, c2: int = 16, num_classes: int = 10) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(1, c, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c)
-        self.conv2 = nn.Conv2d(c, 2 * c, 3, padding=1)
-        self.bn2 = nn.BatchNorm2d(2 * c)
-        self.head = nn.Linear(2 * c * 4 * 4, num_classes)
+        self.conv1 = nn.Conv2d(1, c1, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c1)
+        self.conv2 = nn.Conv2d(c1, c2, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(c2)
+        self.head = nn.Linear(c2 * 4 * 4, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.bn1(self.conv1(x)))

@@ -12,6 +12,8 @@ class DigitsCNN(nn.Module):
     from the same factory with smaller widths.
     """
 
+    WIDTH_KWARGS = {"c1": "conv1", "c2": "conv2", "hidden": "fc1"}  # kwarg -> layer whose width it sets
+
     def __init__(self, c1: int = 32, c2: int = 64, hidden: int = 128, num_classes: int = 10) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(1, c1, 3, padding=1)

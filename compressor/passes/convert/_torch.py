@@ -44,13 +44,22 @@ def quiet_stdout() -> Iterator[None]:
     log.debug("exporter output: %s", captured.getvalue())
 
 
-def export_onnx(artifact: Artifact, config: Any, path: Path) -> Signature:
-    """Export a torch model folder to ONNX at ``path``; return the ONNX model's signature."""
+def load_torch(artifact: Artifact) -> Any:
+    """The nn.Module of a torch model folder, or the module of a torch.export program (.pt2)."""
     import torch
 
     from backends._torch import load_module
 
-    module = load_module(Path(artifact.path))
+    if artifact.format.value == "torch_export":
+        return torch.export.load(str(artifact.path)).module()
+    return load_module(Path(artifact.path))
+
+
+def export_onnx(artifact: Artifact, config: Any, path: Path) -> Signature:
+    """Export a torch model folder to ONNX at ``path``; return the ONNX model's signature."""
+    import torch
+
+    module = load_torch(artifact)
     args = sample_inputs(artifact.signature)
     in_names = artifact.signature.input_names
     out_names = [o.name for o in artifact.signature.outputs] or ["output"]

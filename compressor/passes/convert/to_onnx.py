@@ -13,6 +13,7 @@ from compressor.passes.base import Pass, PassConfig, PassContext, PassOutput
 # input format -> "module:function(artifact, config, out_path) -> Signature"
 ADAPTERS = {
     Format.TORCH: "compressor.passes.convert._torch:export_onnx",
+    Format.TORCH_EXPORT: "compressor.passes.convert._torch:export_onnx",
 }
 
 

@@ -29,11 +29,13 @@ def fit(
     after_step: Callable[[int, int], None] | None = None,
     say: Callable[[str], None] | None = None,
     parameters: Any = None,
+    keep_eval: Any = (),
 ) -> list[float]:
     """Train ``module`` in place with Adam; return the mean loss of each epoch.
 
     ``loss_fn(outputs, labels, inputs)`` defaults to cross entropy on the split's labels.
     ``after_step(step, total_steps)`` runs after every optimizer step (pruning re-applies masks).
+    ``keep_eval`` modules stay in eval mode while the rest trains (frozen BatchNorm keeps its statistics).
     """
     import torch
     import torch.nn.functional as F
@@ -50,6 +52,8 @@ def fit(
     steps_per_epoch = (len(split) + batch_size - 1) // batch_size
     total, step, history = steps_per_epoch * epochs, 0, []
     module.train()
+    for frozen in keep_eval:
+        frozen.eval()
     for epoch in range(epochs):
         order = rng.permutation(len(split))
         losses = []

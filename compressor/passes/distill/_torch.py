@@ -1,0 +1,202 @@
+"""The torch side of distill.kd: teacher, student, the distillation loss, feature adapters."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from compressor.artifact import Artifact
+from compressor.errors import PassError
+
+
+def load_teacher(artifact: Artifact) -> Any:
+    """The teacher module, frozen, in inference mode (a torch folder or a .pt2 program)."""
+    import torch
+
+    from backends._torch import load_module
+
+    if artifact.format.value == "torch_export":
+        teacher = torch.export.load(str(artifact.path)).module()
+    else:
+        teacher = load_module(Path(artifact.path))
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def teacher_factory(artifact: Artifact) -> tuple[str, dict[str, Any]]:
+    """The factory and kwargs the teacher was built from (a .pt2 remembers its source factory)."""
+    if artifact.format.value == "torch_export":
+        if "source_factory" not in artifact.meta:
+            raise PassError("distill.kd width: needs the teacher's factory, and this .pt2 teacher does not record one; "
+                            "give 'student' (and 'student_kwargs') instead.")
+        return artifact.meta["source_factory"], artifact.meta.get("source_kwargs", {})
+    desc = json.loads((Path(artifact.path) / "model.json").read_text())
+    return desc["factory"], desc.get("kwargs", {})
+
+
+def student_spec(artifact: Artifact, config: Any) -> tuple[str, dict[str, Any]]:
+    """The student's factory and kwargs, from ``student`` or from ``width`` x the teacher's widths."""
+    from compressor.passes.widths import scaled_kwargs
+
+    if config.student:
+        return config.student, dict(config.student_kwargs)
+    factory, kwargs = teacher_factory(artifact)
+    return factory, scaled_kwargs(factory, kwargs, config.student_width)
+
+
+def build_student(artifact: Artifact, config: Any, seed: int) -> tuple[str, dict[str, Any], Any]:
+    """Build the student with a seeded init."""
+    import torch
+
+    from backends._torch import build_module
+
+    factory, kwargs = student_spec(artifact, config)
+    torch.manual_seed(seed)
+    try:
+        return factory, kwargs, build_module(factory, kwargs)
+    except TypeError as exc:
+        raise PassError(f"distill.kd student '{factory}' rejected kwargs {kwargs}: {exc}; fix student_kwargs.") from None
+
+
+def check_student(artifact: Artifact, config: Any, seed: int) -> None:
+    """The student's output must have the teacher's shape; feature layers must exist."""
+    import torch
+
+    from compressor.passes.convert._torch import sample_inputs
+
+    factory, kwargs, student = build_student(artifact, config, seed)
+    args = sample_inputs(artifact.signature, batch=2)
+    try:
+        with torch.no_grad():
+            out = student.eval()(*args)
+    except Exception as exc:
+        raise PassError(f"distill.kd student '{factory}' ({kwargs}) cannot run on the teacher's input "
+                        f"{[list(a.shape) for a in args]}: {str(exc).splitlines()[0][:200]}") from None
+    expected = artifact.signature.outputs[0].shape[1:] if artifact.signature.outputs else None
+    if expected is not None and tuple(out.shape[1:]) != tuple(expected):
+        raise PassError(
+            f"distill.kd student '{factory}' ({kwargs}) outputs shape {list(out.shape[1:])} per sample but the "
+            f"teacher outputs {list(expected)}; the student must predict the same classes (e.g. num_classes)."
+        )
+    if config.features:
+        if artifact.format.value != "torch":
+            raise PassError("distill.kd features: needs a torch model folder teacher (a .pt2 program has no named "
+                            "layers to hook); drop 'features' or distill before exporting.")
+        teacher = load_teacher(artifact)
+        for t_name, s_name in config.features:
+            for side, module, name in (("teacher", teacher, t_name), ("student", student, s_name)):
+                if name not in dict(module.named_modules()):
+                    raise PassError(f"distill.kd features: the {side} has no layer '{name}'; "
+                                    f"its layers include {[n for n, _ in module.named_modules() if n][:10]}.")
+
+
+def kd_loss(student_logits: Any, teacher_logits: Any, labels: Any, temperature: float, alpha: float) -> Any:
+    """alpha * T^2 * KL(soft teacher || soft student) + (1 - alpha) * CE(student, labels)."""
+    import torch.nn.functional as F
+
+    t = temperature
+    soft = F.kl_div(F.log_softmax(student_logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
+                    reduction="batchmean", log_target=True)
+    loss = alpha * t * t * soft
+    if alpha < 1.0:
+        loss = loss + (1.0 - alpha) * F.cross_entropy(student_logits, labels)
+    return loss
+
+
+class FeatureMatch:
+    """Forward hooks capturing paired layer outputs, and adapters mapping student features to the teacher's."""
+
+    def __init__(self, teacher: Any, student: Any, pairs: list[tuple[str, str]], sample: list[Any]) -> None:
+        import torch
+        from torch import nn
+
+        self.pairs = pairs
+        self.captured: dict[str, Any] = {}
+        t_mods, s_mods = dict(teacher.named_modules()), dict(student.named_modules())
+        self.handles = [t_mods[t].register_forward_hook(self._keep(("t", t))) for t, _ in pairs]
+        self.handles += [s_mods[s].register_forward_hook(self._keep(("s", s))) for _, s in pairs]
+        with torch.no_grad():
+            teacher(*sample)
+            student(*sample)
+        self.adapters = nn.ModuleList()
+        for t, s in pairs:
+            tf, sf = self.captured[("t", t)], self.captured[("s", s)]
+            if tf.dim() == 4 and sf.dim() == 4:
+                self.adapters.append(nn.Conv2d(sf.shape[1], tf.shape[1], 1))
+            elif tf.dim() == 2 and sf.dim() == 2:
+                self.adapters.append(nn.Linear(sf.shape[1], tf.shape[1]))
+            else:
+                raise PassError(f"distill.kd features: teacher '{t}' gives {list(tf.shape)} and student '{s}' gives "
+                                f"{list(sf.shape)}; pair two conv outputs (4-d) or two linear outputs (2-d).")
+
+    def _keep(self, key: tuple[str, str]) -> Any:
+        def hook(_m: Any, _i: Any, out: Any) -> None:
+            self.captured[key] = out
+        return hook
+
+    def loss(self) -> Any:
+        import torch.nn.functional as F
+
+        total = 0.0
+        for (t, s), adapter in zip(self.pairs, self.adapters):
+            tf, sf = self.captured[("t", t)], adapter(self.captured[("s", s)])
+            if tf.dim() == 4 and sf.shape[2:] != tf.shape[2:]:
+                sf = F.adaptive_avg_pool2d(sf, tf.shape[2:])
+            total = total + F.mse_loss(sf, tf.detach())
+        return total
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def train_student(teacher: Any, student: Any, split: Any, signature: Any, config: Any, seed: int,
+                  say: Any = None) -> list[float]:
+    """Distil ``teacher`` into ``student`` in place on ``split``; return the loss of each epoch."""
+    import torch
+
+    from compressor.passes.convert._torch import sample_inputs
+    from compressor.passes.train._torch import fit
+
+    match = FeatureMatch(teacher, student, list(config.features), list(sample_inputs(signature, 2))) \
+        if config.features else None
+
+    def loss_fn(out: Any, labels: Any, inputs: list[Any]) -> Any:
+        with torch.no_grad():
+            t_out = teacher(*inputs)
+        loss = kd_loss(out, t_out, labels, config.temperature, config.alpha)
+        if match is not None:
+            loss = loss + config.feature_weight * match.loss()
+        return loss
+
+    params = list(student.parameters()) + (list(match.adapters.parameters()) if match else [])
+    try:
+        return fit(student, split, signature, epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
+                   seed=seed, loss_fn=loss_fn, parameters=params, say=say)
+    finally:
+        if match is not None:
+            match.close()
+
+
+def distill(artifact: Artifact, config: Any, ctx: Any, out_dir: Path) -> dict[str, Any]:
+    """Run distill.kd: build the student, train it, save it as a torch model folder."""
+    from backends._torch import save_module
+    from compressor.passes._torch_cost import params_and_macs
+    from compressor.passes.convert._torch import sample_inputs
+
+    teacher = load_teacher(artifact)
+    factory, kwargs, student = build_student(artifact, config, ctx.seed)
+    split = ctx.data.split("training", needed_by="distill.kd")
+    sample = sample_inputs(artifact.signature, batch=2)
+    teacher_cost = params_and_macs(teacher, sample) if artifact.format.value == "torch" else None
+    history = train_student(teacher, student, split, artifact.signature, config, ctx.seed, ctx.say)
+    save_module(student.eval(), factory, kwargs, out_dir)
+    student_cost = params_and_macs(student, sample)
+    report = {"student": factory, "student_kwargs": kwargs, "loss": history, "temperature": config.temperature,
+              "alpha": config.alpha, "student_params": student_cost["params"], "student_macs": student_cost["macs"]}
+    if teacher_cost:
+        report.update(teacher_params=teacher_cost["params"], teacher_macs=teacher_cost["macs"])
+    else:
+        report["teacher_params"] = sum(p.numel() for p in teacher.parameters())
+    return report

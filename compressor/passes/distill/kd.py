@@ -1,0 +1,84 @@
+"""distill.kd: knowledge distillation of the pipeline's current model into a smaller student.
+
+The teacher is the current artifact (a torch model folder or a torch.export program). The student
+is built from ``student`` (a factory, with ``student_kwargs``) or from ``width`` (the teacher's
+factory with every width kwarg it declares in ``WIDTH_KWARGS`` multiplied; see
+``compressor.passes.widths``). Its weights start from a seeded random init and are trained on
+the training split with Hinton et al.'s loss::
+
+    alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * CE(student, labels)
+
+plus, optionally, ``feature_weight`` * MSE between teacher features and an adapter (1x1 conv or
+linear) of student features for each ``features`` pair ``[teacher_layer, student_layer]``.
+The output is a torch model folder: the student's factory and kwargs, and its trained weights.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field, model_validator
+
+from compressor.artifact import Artifact
+from compressor.formats import Format
+from compressor.passes.base import Pass, PassConfig, PassContext, PassOutput
+
+
+class DistillConfig(PassConfig):
+    """Settings of ``distill.kd``."""
+
+    student: str | None = Field(None, description="'package.module:Factory' building the student")
+    student_kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the student factory")
+    width: float | None = Field(
+        None, gt=0.0, le=1.0, description="student = teacher factory with width kwargs x this (0.5 without 'student')"
+    )
+    temperature: float = Field(4.0, gt=0.0, description="softmax temperature T of the soft targets")
+    alpha: float = Field(0.9, ge=0.0, le=1.0, description="weight of the soft-target loss (1 - alpha: hard labels)")
+    epochs: int = Field(5, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, ge=1)
+    features: list[tuple[str, str]] = Field(
+        default_factory=list, description="[teacher_layer, student_layer] pairs whose outputs are matched (MSE)"
+    )
+    feature_weight: float = Field(1.0, ge=0.0, description="weight of the feature-matching loss")
+
+    @model_validator(mode="after")
+    def _one_student(self) -> DistillConfig:
+        if self.student is not None and self.width is not None:
+            raise ValueError("give one of 'student' (a factory) or 'width' (a multiplier on the teacher's), not both")
+        if self.student_kwargs and self.student is None:
+            raise ValueError("'student_kwargs' needs 'student'")
+        return self
+
+    @property
+    def student_width(self) -> float:
+        """The width multiplier used when no ``student`` factory is given."""
+        return 0.5 if self.width is None else self.width
+
+
+class KnowledgeDistill(Pass):
+    """Train a student on the teacher's softened outputs and the labels."""
+
+    name = "distill.kd"
+    version = 1
+    config_class = DistillConfig
+    input_formats: ClassVar[frozenset[Format]] = frozenset({Format.TORCH, Format.TORCH_EXPORT})
+    output_format = Format.TORCH
+    data_splits = ("training",)
+
+    def check(self, artifact: Artifact, ctx: PassContext) -> None:
+        from compressor.passes.distill._torch import check_student
+
+        super().check(artifact, ctx)
+        if self.config.alpha < 1.0 and ctx.data.split("training").labels is None:
+            from compressor.errors import DataError
+
+            raise DataError(f"distill.kd alpha={self.config.alpha} needs labels, but the training split has none; "
+                            f"set alpha: 1.0 (soft targets only) or add labels ('y') to the data.")
+        check_student(artifact, self.config, ctx.seed)
+
+    def run(self, artifact: Artifact, ctx: PassContext, out_dir: Path) -> PassOutput:
+        from compressor.passes.distill._torch import distill
+
+        report = distill(artifact, self.config, ctx, out_dir)
+        return PassOutput(path=out_dir, signature=artifact.signature, report=report)
