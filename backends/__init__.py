@@ -17,6 +17,8 @@ __all__ = ["Runtime", "Session", "RUNTIMES", "get_runtime", "parse_target", "Tar
 RUNTIMES: dict[str, str] = {
     "onnxruntime": "backends._onnx:OnnxRuntime",
     "torch": "backends._torch:TorchRuntime",
+    "litert": "backends._litert:LiteRtRuntime",
+    "tensorflow": "backends._tf:TensorflowRuntime",
 }
 
 # what a format is run on when no target says otherwise (evaluation, parity)
@@ -25,6 +27,9 @@ DEFAULT_RUNTIME = {
     "ort": "onnxruntime",
     "torch": "torch",
     "torch_export": "torch",
+    "tflite": "litert",
+    "keras": "tensorflow",
+    "saved_model": "tensorflow",
 }
 
 

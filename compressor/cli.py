@@ -161,7 +161,7 @@ def bench(
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            _, signature = load_attr(IMPORTERS[fmt])(model, Path(tmp))
+            signature = load_attr(IMPORTERS[fmt])(model, Path(tmp))[1]
     else:
         raise CompressorError(f"bench cannot read the signature of '{fmt.value}' files yet.")
     art = Artifact(fmt, model.resolve(), signature, content_sha256(model))

@@ -19,9 +19,13 @@ from compressor.formats import Format
 
 IMPORTER_VERSION = 1
 
-# format -> "module:function(src, dst_dir) -> (model path in dst_dir, Signature)"
+# format -> "module:function(src, dst_dir) -> (model path in dst_dir, Signature[, meta dict])"
 IMPORTERS: dict[Format, str] = {
     Format.ONNX: "compressor.model_import:import_onnx",
+    Format.KERAS: "compressor.passes.convert._tf:import_keras",
+    Format.SAVED_MODEL: "compressor.passes.convert._tf:import_saved_model",
+    Format.TFLITE: "compressor.passes.convert._litert:import_tflite",
+    Format.ORT: "compressor.passes.convert._onnx:import_ort",
 }
 
 
@@ -102,8 +106,9 @@ def import_file(path: Path, cache: Cache) -> Artifact:
     with cache.staging() as tmp:
         dst_dir = tmp / "model"
         dst_dir.mkdir()
-        model_path, signature = load_attr(IMPORTERS[fmt])(path, dst_dir)
-        art = Artifact(fmt, model_path, signature, content_sha256(model_path))
+        model_path, signature, *extra = load_attr(IMPORTERS[fmt])(path, dst_dir)
+        meta = extra[0] if extra else {}  # format facts, e.g. which Keras generation wrote the file
+        art = Artifact(fmt, model_path, signature, content_sha256(model_path), meta=meta)
         return cache.commit(key, tmp, art, {"source": str(path)})
 
 

@@ -22,6 +22,8 @@ PASSES: dict[str, str] = {
     "prune.nm": "compressor.passes.prune.nm:NMPrune",
     "distill.kd": "compressor.passes.distill.kd:KnowledgeDistill",
     "train.finetune": "compressor.passes.train.finetune:FineTune",
+    "convert.tflite": "compressor.passes.convert.to_tflite:ConvertTflite",
+    "convert.ort": "compressor.passes.convert.to_ort:ConvertOrt",
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -36,6 +38,8 @@ DESCRIPTIONS: dict[str, str] = {
     "prune.nm": "N:M semi-structured sparsity (2:4 default) with fine-tuning (GPU sparse kernels)",
     "distill.kd": "knowledge distillation of the current model into a smaller student",
     "train.finetune": "transfer learning: freeze a backbone, replace the head, train",
+    "convert.tflite": "Keras / SavedModel / PyTorch to TFLite: quantize none, fp16, dynamic or full int8",
+    "convert.ort": "ONNX to ORT format for ONNX Runtime Mobile (optimized offline, portable by default)",
 }
 
 

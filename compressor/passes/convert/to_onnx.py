@@ -14,6 +14,8 @@ from compressor.passes.base import Pass, PassConfig, PassContext, PassOutput
 ADAPTERS = {
     Format.TORCH: "compressor.passes.convert._torch:export_onnx",
     Format.TORCH_EXPORT: "compressor.passes.convert._torch:export_onnx",
+    Format.KERAS: "compressor.passes.convert._tf:export_onnx",
+    Format.SAVED_MODEL: "compressor.passes.convert._tf:export_onnx",
 }
 
 

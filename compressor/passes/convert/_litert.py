@@ -1,0 +1,111 @@
+"""PyTorch -> TFLite with litert-torch (fp32, or int8 through PT2E quantization), and .tflite import.
+
+litert-torch exports a fixed batch (the sample's); the LiteRT session runs larger batches in
+chunks of it. Static int8 (PT2E, per-channel symmetric weights, calibrated activations) gives
+int8 kernels and int8 model inputs / outputs; the session quantizes and dequantizes them.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+from compressor.artifact import Artifact, Signature
+from compressor.errors import ConversionError
+
+log = logging.getLogger(__name__)
+
+
+def import_tflite(src: Path, dst_dir: Path) -> tuple[Path, Signature, dict[str, Any]]:
+    """Copy a .tflite file into the store after checking that LiteRT can open it."""
+    from backends._litert import tflite_signature
+    from compressor.inspect._litert import read_ops
+
+    read_ops(src)  # a clear ModelLoadError for a truncated or foreign file
+    signature, facts = tflite_signature(src)
+    dst = dst_dir / "model.tflite"
+    shutil.copyfile(src, dst)
+    return dst, signature, facts
+
+
+def _calibration(artifact: Artifact, ctx: Any, limit: int) -> list[tuple[Any, ...]]:
+    import torch
+
+    from compressor.data import feeds_for
+
+    split = ctx.data.split("calibration", needed_by="convert.tflite int8").take(limit)
+    feeds = feeds_for(artifact.signature, split.inputs)
+    names = artifact.signature.input_names
+    return [tuple(torch.from_numpy(feeds[n][i:i + 1]) for n in names) for i in range(len(split))]
+
+
+def _pt2e(module: Any, sample: tuple[Any, ...], calib: list[tuple[Any, ...]], dynamic: bool) -> tuple[Any, Any]:
+    """Quantize with PT2E (litert-torch's quantizer): symmetric per-channel int8 weights."""
+    import torch
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    quantizer = PT2EQuantizer().set_global(
+        get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
+    graph = prepare_pt2e(torch.export.export(module, sample).module(), quantizer)
+    with torch.no_grad():
+        for args in calib if not dynamic else calib[:1]:
+            graph(*args)
+    return convert_pt2e(graph, fold_quantize=False), QuantConfig(pt2e_quantizer=quantizer)
+
+
+def export_tflite(artifact: Artifact, config: Any, path: Path, ctx: Any) -> None:
+    """Convert a torch model folder to .tflite at ``path`` (batch fixed at 1)."""
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+    import torch
+
+    from backends._torch import load_module
+    from compressor.passes.convert._torch import sample_inputs, quiet_stdout
+
+    module = load_module(Path(artifact.path))
+    sample = sample_inputs(artifact.signature, batch=1)
+    calib = _calibration(artifact, ctx, config.calibration_samples) if config.quantize in ("int8", "dynamic") else []
+    try:
+        import litert_torch
+
+        with warnings.catch_warnings(), quiet_stdout(), _quiet_logs():
+            warnings.simplefilter("ignore")
+            if config.quantize == "none":
+                edge = litert_torch.convert(module, sample)
+            else:
+                graph, quant_config = _pt2e(module, sample, calib, dynamic=config.quantize == "dynamic")
+                edge = litert_torch.convert(graph, sample, quant_config=quant_config)
+            edge.export(str(path))
+    except Exception as exc:
+        raise _conversion_error(config, exc) from None
+    finally:
+        torch.set_grad_enabled(True)
+
+
+class _quiet_logs:
+    """litert-torch warns through the root logger ("converted in training mode"); keep it at debug."""
+
+    def __enter__(self) -> None:
+        self._level = logging.getLogger().level
+        logging.getLogger().setLevel(logging.ERROR)
+
+    def __exit__(self, *exc: Any) -> None:
+        logging.getLogger().setLevel(self._level)
+
+
+def _conversion_error(config: Any, exc: BaseException) -> ConversionError:
+    text = str(exc)
+    hop = f"torch -> tflite (litert-torch, quantize: {config.quantize})"
+    match = re.search(r"(aten\.[\w.]+)", text)
+    if match:
+        return ConversionError(
+            f"{hop} failed: operator {match.group(1)} has no LiteRT lowering. Replace it in the model with "
+            f"supported ops, or take the ONNX route (convert.onnx) and run it on onnxruntime."
+        )
+    first = text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
+    return ConversionError(f"{hop} failed: {first}. Try quantize: none, or convert.onnx instead.")

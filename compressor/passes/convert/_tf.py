@@ -1,0 +1,222 @@
+"""TensorFlow side of the conversions: import Keras / SavedModel, and convert to ONNX (tf2onnx) and TFLite.
+
+Keras models of either generation are converted through a concrete ``tf.function`` whose
+variables are tracked by a ``tf.Module`` (so the TFLite converter freezes them); SavedModels go
+through their ``serving_default`` signature.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import shutil
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compressor.artifact import Artifact, Signature
+from compressor.errors import ConversionError, DataError
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- importers
+
+def import_keras(src: Path, dst_dir: Path) -> tuple[Path, Signature, dict[str, Any]]:
+    """Copy a .keras / .h5 file into the store; read its signature; record its Keras generation."""
+    from backends._tf import keras_generation, keras_signature, load_keras
+
+    generation = keras_generation(src)
+    model = load_keras(src, generation)
+    dst = dst_dir / f"model{src.suffix.lower()}"
+    shutil.copyfile(src, dst)
+    return dst, keras_signature(model), {"keras": generation}
+
+
+def import_saved_model(src: Path, dst_dir: Path) -> tuple[Path, Signature]:
+    """Copy a SavedModel folder into the store and read its serving_default signature."""
+    from backends._tf import saved_model_signature
+
+    signature = saved_model_signature(src)
+    dst = dst_dir / "saved_model"
+    shutil.copytree(src, dst)
+    return dst, signature
+
+
+# ---------------------------------------------------------------- a traceable function
+
+@contextlib.contextmanager
+def quiet_converter() -> Iterator[None]:
+    """The converters print and warn a lot on stdout / stderr-warnings; keep it in the debug log."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()) as captured:
+        warnings.simplefilter("ignore")
+        yield
+    log.debug("converter output: %s", captured.getvalue())
+
+
+def keras_module(artifact: Artifact) -> Any:
+    """A tf.Module holding the model's variables and a ``serve`` tf.function with a symbolic batch."""
+    import tensorflow as tf
+
+    from backends._tf import keras_call, load_keras
+
+    model = load_keras(Path(artifact.path), artifact.meta.get("keras"), artifact.meta.get("keras_custom"))
+    module = tf.Module()
+    # Keras 3 wraps tf.Variables (``.value``); tracking them makes the converters freeze them
+    module.variables_ = [getattr(v, "value", v) for v in model.variables]
+    module.model = model
+    module.serve = keras_call(model, artifact.signature)
+    return module
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def _unsupported_op(text: str) -> str | None:
+    """The TF operator a converter named as unsupported, if its message names one."""
+    import re
+
+    for pattern in (r"'tf\.(\w+)' op is neither a custom op nor a flex op", r"ops are not supported.*?tf\.(\w+)",
+                    r"[Uu]nsupported ops?:?\s*\[?'?(?:tf\.)?(\w+)", r"No conversion handler registered for op (\w+)"):
+        match = re.search(pattern, text, re.S)
+        if match:
+            return match.group(1)
+    return None
+
+
+# ---------------------------------------------------------------- ONNX (tf2onnx)
+
+def export_onnx(artifact: Artifact, config: Any, path: Path) -> Signature:
+    """Convert a Keras model or SavedModel to ONNX with tf2onnx; return the ONNX signature."""
+    import tensorflow as tf
+    import tf2onnx
+
+    from compressor.passes.convert._torch import onnx_signature
+
+    sig = artifact.signature
+
+    def dims(shape: tuple) -> list[int | None]:
+        batch = None if config.dynamic_batch else 1
+        return [batch if i == 0 else (d if isinstance(d, int) else None) for i, d in enumerate(shape)]
+
+    specs = [tf.TensorSpec(dims(s.shape), s.dtype, name=s.name) for s in sig.inputs]
+    fn = _serving_function(artifact)
+    try:
+        with quiet_converter():
+            tf2onnx.convert.from_function(fn, input_signature=specs, opset=config.opset, output_path=str(path))
+    except Exception as exc:
+        op = _unsupported_op(str(exc))
+        what = f"operator {op} is not supported by tf2onnx" if op else _first_line(exc)
+        raise ConversionError(
+            f"{artifact.format.value} -> onnx (tf2onnx, opset {config.opset}) failed: {what}. "
+            f"Try another opset, replace the operator with a supported one, or convert to TFLite instead."
+        ) from None
+    return onnx_signature(path, sig.layout)
+
+
+def _serving_function(artifact: Artifact) -> Any:
+    """A tf.function taking the inputs positionally and returning a list of outputs in signature order."""
+    import tensorflow as tf
+
+    if artifact.format.value == "saved_model":
+        from backends._tf import load_saved_model
+
+        loaded, fn = load_saved_model(Path(artifact.path))
+        names = artifact.signature.input_names
+        out_names = [o.name for o in artifact.signature.outputs]
+
+        def call(*xs: Any) -> Any:
+            out = fn(**dict(zip(names, xs)))
+            return [out[n] for n in out_names]
+
+        call.__keep = loaded  # type: ignore[attr-defined]  # the variables live on the loaded object
+        return tf.function(call)
+    module = keras_module(artifact)
+    serve = module.serve
+    return tf.function(lambda *xs: serve(*xs))
+
+
+# ---------------------------------------------------------------- TFLite
+
+def representative_samples(artifact: Artifact, ctx: Any, limit: int) -> list[list[np.ndarray]]:
+    """Calibration samples fed one at a time, as the model's inputs expect them (layout, dtype, shape)."""
+    from compressor.data import feeds_for
+
+    split = ctx.data.split("calibration", needed_by="convert.tflite int8").take(limit)
+    for name, arr in split.inputs.items():
+        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+            raise DataError(
+                f"representative dataset array '{name}' has dtype {arr.dtype}; int8 calibration needs numeric "
+                f"arrays (float32 images in [0, 1] for this model); fix the calibration data."
+            )
+    feeds = feeds_for(artifact.signature, split.inputs)  # raises DataError on a shape mismatch
+    for spec in artifact.signature.inputs:
+        if spec.dtype.startswith("float") and not np.all(np.isfinite(feeds[spec.name])):
+            raise DataError(f"representative dataset for input '{spec.name}' has NaN or inf values; clean the calibration data.")
+    names = artifact.signature.input_names
+    return [[feeds[n][i:i + 1] for n in names] for i in range(len(split))]
+
+
+def _configure(converter: Any, config: Any, samples: list[list[np.ndarray]] | None) -> None:
+    """Apply quantize: none | fp16 | dynamic | int8 (full integer, optional int8 I/O)."""
+    import tensorflow as tf
+
+    if config.quantize == "none":
+        return
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if config.quantize == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif config.quantize == "int8":
+        converter.representative_dataset = lambda: iter(samples or [])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if config.int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+
+
+def export_tflite(artifact: Artifact, config: Any, path: Path, ctx: Any) -> None:
+    """Convert a Keras model or SavedModel to a .tflite file at ``path``."""
+    import tensorflow as tf
+
+    samples = representative_samples(artifact, ctx, config.calibration_samples) if config.quantize == "int8" else None
+    if artifact.format.value == "saved_model":
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(artifact.path), signature_keys=["serving_default"])
+        keep = None
+    else:
+        keep = keras_module(artifact)
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([keep.serve.get_concrete_function()], keep)
+    _configure(converter, config, samples)
+    try:
+        with quiet_converter():
+            flatbuffer = converter.convert()
+    except Exception as exc:
+        raise _tflite_error(artifact, config, exc) from None
+    path.write_bytes(flatbuffer)
+    del keep
+
+
+def _tflite_error(artifact: Artifact, config: Any, exc: BaseException) -> ConversionError:
+    text = str(exc)
+    op = _unsupported_op(text)
+    hop = f"{artifact.format.value} -> tflite (quantize: {config.quantize})"
+    if op and config.quantize == "int8":
+        return ConversionError(
+            f"{hop} failed: operator {op} has no int8 TFLite kernel. Try quantize: dynamic, or replace {op} "
+            f"with a supported layer, or exclude it from the model."
+        )
+    if op:
+        return ConversionError(
+            f"{hop} failed: operator {op} is not a TFLite builtin. Replace it with a supported layer, or "
+            f"convert to ONNX (convert.onnx) instead."
+        )
+    return ConversionError(f"{hop} failed: {_first_line(exc)}. Try another quantize mode or convert.onnx.")
+
+
+def calibration_check(artifact: Artifact, ctx: Any, limit: int) -> None:
+    """Refuse early a calibration split that cannot feed the model (shape, dtype, values)."""
+    representative_samples(artifact, ctx, min(limit, 2))

@@ -1,0 +1,67 @@
+"""The one Keras training loop (either generation), shared by pruning, QAT and the samples."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from compressor.data import Split, feeds_for
+
+
+def ends_in_softmax(model: Any) -> bool:
+    """Whether the model outputs probabilities (last layer softmax) rather than logits."""
+    last = model.layers[-1]
+    while hasattr(last, "layer"):  # tfmot wrappers (PruneLowMagnitude, QuantizeWrapper) hold the layer
+        last = last.layer
+    if type(last).__name__ == "Softmax":
+        return True
+    activation = getattr(last, "activation", None)
+    return getattr(activation, "__name__", str(activation)) == "softmax"
+
+
+def keras_module_of(model: Any) -> Any:
+    """``keras`` or ``tf_keras``: the package the model's classes come from."""
+    if type(model).__module__.startswith("tf_keras"):
+        import tf_keras
+
+        return tf_keras
+    import keras
+
+    return keras
+
+
+def fit_keras(
+    model: Any,
+    split: Split,
+    signature: Any,
+    *,
+    epochs: int,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    seed: int = 0,
+    callbacks: list[Any] | None = None,
+    say: Callable[[str], None] | None = None,
+) -> list[float]:
+    """Train ``model`` in place with Adam and sparse cross entropy on the split's labels; epoch losses."""
+    from compressor.errors import DataError
+
+    if split.labels is None:
+        raise DataError("training needs labels, but the training split has none; add 'y' to the data.")
+    k = keras_module_of(model)
+    k.utils.set_random_seed(seed)
+    feeds = feeds_for(signature, split.inputs)
+    x = [feeds[n] for n in signature.input_names]
+    loss = k.losses.SparseCategoricalCrossentropy(from_logits=not ends_in_softmax(model))
+    model.compile(optimizer=k.optimizers.Adam(learning_rate=lr), loss=loss)
+    history: list[float] = []
+
+    class Report(k.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            history.append(float((logs or {}).get("loss", np.nan)))
+            if say is not None:
+                say(f"epoch {epoch + 1}/{epochs} loss {history[-1]:.4f}")
+
+    model.fit(x[0] if len(x) == 1 else x, split.labels, epochs=epochs, batch_size=batch_size, shuffle=True,
+              verbose=0, callbacks=[*(callbacks or []), Report()])
+    return history
