@@ -39,21 +39,40 @@ def import_onnx(src: Path, dst_dir: Path) -> tuple[Path, Signature]:
     return dst, onnx_signature(dst)
 
 
-def _torch_signature(module: Any, sample: np.ndarray) -> Signature:
+def _named_inputs(module: Any, sample: np.ndarray | dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One array is the model's only input ("input"); several are matched to forward()'s parameters."""
+    import inspect
+
+    if not isinstance(sample, dict):
+        return {"input": sample}
+    if len(sample) == 1:
+        return {"input": next(iter(sample.values()))}
+    params = [p for p in inspect.signature(module.forward).parameters if p in sample]
+    if len(params) != len(sample):
+        raise ModelLoadError(
+            f"the data has inputs {sorted(sample)} but the model's forward() takes "
+            f"{list(inspect.signature(module.forward).parameters)}; name the arrays 'x.<parameter>'."
+        )
+    return {p: sample[p] for p in params}
+
+
+def _torch_signature(module: Any, sample: np.ndarray | dict[str, np.ndarray]) -> Signature:
     import torch
 
-    x = torch.from_numpy(np.ascontiguousarray(sample[:2]))
+    named = _named_inputs(module, sample)
+    args = [torch.from_numpy(np.ascontiguousarray(a[:2])) for a in named.values()]
     with torch.inference_mode():
-        out = module.eval()(x)
+        out = module.eval()(*args)
     outs = out if isinstance(out, (tuple, list)) else [out]
     return Signature(
-        inputs=(TensorSpec("input", (BATCH, *sample.shape[1:]), str(sample.dtype)),),
+        inputs=tuple(TensorSpec(n, (BATCH, *a.shape[1:]), str(a.dtype)) for n, a in named.items()),
         outputs=tuple(TensorSpec("output" if len(outs) == 1 else f"output_{i}", (BATCH, *o.shape[1:]),
                                  str(o.dtype).replace("torch.", "")) for i, o in enumerate(outs)),
     )
 
 
-def import_torch_factory(spec: Any, resolve: Any, sample: np.ndarray, cache: Cache) -> Artifact:
+def import_torch_factory(spec: Any, resolve: Any, sample: np.ndarray | dict[str, np.ndarray],
+                         cache: Cache) -> Artifact:
     """Build the factory's module, load its safetensors weights, store it as a torch model folder."""
     from backends._torch import build_module, save_module
 
@@ -64,8 +83,12 @@ def import_torch_factory(spec: Any, resolve: Any, sample: np.ndarray, cache: Cac
         )
     if spec.input_shape:
         sample = np.zeros((2, *spec.input_shape), dtype=np.float32)
+    arrays = sample if isinstance(sample, dict) else {"input": sample}
+    shapes = [[k, list(a.shape[1:]), str(a.dtype)] for k, a in arrays.items()]
+    if len(shapes) == 1:  # keys of single-input models as before
+        shapes = shapes[0][1:]
     key = cache_key("import.torch", IMPORTER_VERSION, spec.factory, spec.kwargs,
-                    content_sha256(weights) if weights else None, list(sample.shape[1:]), str(sample.dtype))
+                    content_sha256(weights) if weights else None, *shapes)
     hit = cache.get(key)
     if hit:
         return hit[0]

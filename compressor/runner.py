@@ -79,7 +79,8 @@ class Runner:
 
         model = self.spec.model
         if model.factory:
-            sample = next(iter(self.data.split("evaluation").inputs.values()))
+            inputs = self.data.split("evaluation").inputs
+            sample = inputs if len(inputs) > 1 else next(iter(inputs.values()))
             return import_torch_factory(model, self.pipeline.resolve, sample, self.cache)
         return import_file(self.pipeline.resolve(model.path), self.cache)
 

@@ -63,31 +63,82 @@ SEQUENCE_DIM = 128  # value assumed for symbolic dims other than the batch when 
 
 
 def _fixed_shapes(model: Any, input_shapes: dict[str, list[int]] | None) -> dict[str, list[int]]:
-    """Every tensor's static shape after onnx shape inference with the inputs' dims fixed."""
+    """Every tensor's static shape after onnx shape inference with the inputs' dims fixed.
+
+    Named symbolic dims (batch, sequence) left in value_info, e.g. around com.microsoft ops that
+    onnx cannot infer, are resolved with the values the inputs fixed them to.
+    """
     import onnx
     from onnx import shape_inference
 
     m = onnx.ModelProto()
     m.CopyFrom(model)
+    params: dict[str, int] = {}
     for value in m.graph.input:
         given = (input_shapes or {}).get(value.name)
         for i, dim in enumerate(value.type.tensor_type.shape.dim):
             if given is not None and i < len(given):
-                dim.dim_value = int(given[i])
+                size = int(given[i])
             elif not dim.HasField("dim_value"):
-                dim.dim_value = 1 if i == 0 else SEQUENCE_DIM
+                size = 1 if i == 0 else SEQUENCE_DIM
+            else:
+                continue
+            if dim.dim_param:
+                params[dim.dim_param] = size
+            dim.dim_value = size
+    known = list(m.graph.value_info)
+    del m.graph.value_info[:]
     try:
-        m = shape_inference.infer_shapes(m, strict_mode=False)
+        m = shape_inference.infer_shapes(m, strict_mode=False, data_prop=True)
     except Exception:  # custom domains can stop inference; what was inferred is still used
         pass
     shapes: dict[str, list[int]] = {}
-    for value in [*m.graph.input, *m.graph.value_info, *m.graph.output]:
-        dims = value.type.tensor_type.shape.dim
-        if dims and all(d.HasField("dim_value") for d in dims):
-            shapes[value.name] = [d.dim_value for d in dims]
+    for value in [*known, *m.graph.input, *m.graph.value_info, *m.graph.output]:
+        dims = [d.dim_value if d.HasField("dim_value") else params.get(d.dim_param) for d in value.type.tensor_type.shape.dim]
+        if dims and all(d for d in dims):
+            shapes[value.name] = dims
     for init in m.graph.initializer:
         shapes[init.name] = list(init.dims)
+    types = {v.name: v.type.tensor_type.elem_type for v in [*m.graph.input, *m.graph.value_info, *m.graph.output]}
+    shapes.update(_run_shapes(model, params, m.graph.input, types))
     return shapes
+
+
+def _run_shapes(model: Any, params: dict[str, int], inputs: Any, types: dict[str, int]) -> dict[str, list[int]]:
+    """The real shapes of the compute nodes' operands, from one ONNX Runtime run on zeros.
+
+    onnx's static inference loses dims through attention reshapes and cannot see through
+    com.microsoft ops; one run with every operand exposed as an output is exact.
+    """
+    import onnx
+    from onnx import helper
+
+    inits = {i.name for i in model.graph.initializer}
+    wanted = []
+    for node in model.graph.node:
+        if node.op_type in MAC_OPS or node.op_type in _MATMUL_LIKE or node.op_type in _CONV_LIKE:
+            wanted += [t for t in (*node.input[:4], node.output[0]) if t and t not in inits and types.get(t)]
+    outputs = {o.name for o in model.graph.output}
+    wanted = [t for t in dict.fromkeys(wanted) if t not in {i.name for i in inputs}]
+    try:
+        import onnxruntime as ort
+
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+        m.graph.output.extend(helper.make_tensor_value_info(t, types[t], None) for t in wanted if t not in outputs)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        opts.intra_op_num_threads, opts.log_severity_level = 1, 3
+        session = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        feeds = {i.name: np.zeros([d.dim_value for d in i.type.tensor_type.shape.dim],
+                                  helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type))
+                 for i in inputs if i.name not in inits}
+        values = session.run(wanted, feeds)
+    except Exception:  # no runtime, or a graph it cannot run: keep the inferred shapes
+        return {}
+    found = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in inputs}
+    found.update({t: list(v.shape) for t, v in zip(wanted, values)})
+    return found
 
 
 def node_macs(node: Any, shapes: dict[str, list[int]]) -> int | None:

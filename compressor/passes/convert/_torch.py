@@ -64,13 +64,19 @@ def export_onnx(artifact: Artifact, config: Any, path: Path) -> Signature:
     in_names = artifact.signature.input_names
     out_names = [o.name for o in artifact.signature.outputs] or ["output"]
     kwargs: dict[str, Any] = {"dynamo": config.exporter == "dynamo"}
+    extra_axes = {n: {int(a): d for a, d in axes.items()} for n, axes in getattr(config, "dynamic_axes", {}).items()}
     if config.exporter == "dynamo":
         kwargs["external_data"] = False
-        if config.dynamic_batch:
+        if config.dynamic_batch or extra_axes:
             batch = torch.export.Dim("batch", min=1, max=65536)
-            kwargs["dynamic_shapes"] = tuple({0: batch} for _ in in_names)
-    elif config.dynamic_batch:
-        kwargs["dynamic_axes"] = {n: {0: BATCH} for n in in_names + out_names}
+            # AUTO: the exporter finds each extra dim's range itself (BERT caps the sequence at 512);
+            # the ONNX dim names are set from dynamic_axes after export
+            kwargs["dynamic_shapes"] = tuple(
+                {**({0: batch} if config.dynamic_batch else {}), **{a: torch.export.Dim.AUTO for a in extra_axes.get(n, {})}}
+                for n in in_names)
+    elif config.dynamic_batch or extra_axes:
+        kwargs["dynamic_axes"] = {n: {**({0: BATCH} if config.dynamic_batch else {}), **extra_axes.get(n, {})}
+                                  for n in in_names + out_names}
     try:
         with warnings.catch_warnings(), quiet_stdout():
             warnings.simplefilter("ignore")
@@ -84,7 +90,31 @@ def export_onnx(artifact: Artifact, config: Any, path: Path) -> Signature:
             f"torch -> onnx export failed ({config.exporter} exporter, opset {config.opset}): {detail}. "
             f"Try exporter: {'torchscript' if config.exporter == 'dynamo' else 'dynamo'} or another opset."
         ) from None
+    if extra_axes:
+        name_dims(path, extra_axes)
     return onnx_signature(path, artifact.signature.layout)
+
+
+def name_dims(path: Path, axes: dict[str, dict[int, str]]) -> None:
+    """Give the exported graph's symbolic input dims the names asked for (s0, s1... -> sequence)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    rename: dict[str, str] = {}
+    for value in model.graph.input:
+        for axis, wanted in axes.get(value.name, {}).items():
+            dim = value.type.tensor_type.shape.dim[axis]
+            if not dim.dim_param:
+                raise ConversionError(
+                    f"convert.onnx: axis {axis} of input '{value.name}' came out fixed ({dim.dim_value}) although "
+                    f"dynamic_axes asks for '{wanted}'; the model specializes on that size."
+                )
+            rename[dim.dim_param] = wanted
+    for value in [*model.graph.input, *model.graph.output, *model.graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in rename:
+                dim.dim_param = rename[dim.dim_param]
+    onnx.save(model, str(path))
 
 
 def onnx_signature(path: Path, layout: str = "NCHW") -> Signature:

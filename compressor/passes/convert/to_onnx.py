@@ -28,6 +28,10 @@ class ConvertOnnxConfig(PassConfig):
         "dynamo", description="PyTorch exporter: torch.export based (dynamo) or the legacy TorchScript one"
     )
     atol: float = Field(1e-4, gt=0, description="max abs error allowed vs the parent on the parity batch")
+    dynamic_axes: dict[str, dict[int, str]] = Field(
+        default_factory=dict,
+        description="more symbolic dims per input besides the batch, e.g. {input_ids: {1: sequence}}",
+    )
 
 
 class ConvertOnnx(Pass):
@@ -42,6 +46,25 @@ class ConvertOnnx(Pass):
 
     def parity_tolerance(self) -> float | None:
         return self.config.atol
+
+    def check(self, artifact: Artifact, ctx: PassContext) -> None:
+        from compressor.errors import ConfigError
+
+        super().check(artifact, ctx)
+        names = artifact.signature.input_names
+        for name, axes in self.config.dynamic_axes.items():
+            if name not in names:
+                raise ConfigError(
+                    f"convert.onnx: dynamic_axes names input '{name}', which the model does not have "
+                    f"(inputs: {', '.join(names)}); fix dynamic_axes."
+                )
+            rank = len(next(t for t in artifact.signature.inputs if t.name == name).shape)
+            bad = [a for a in axes if not 0 < int(a) < rank]
+            if bad:
+                raise ConfigError(
+                    f"convert.onnx: dynamic_axes gives axis {bad[0]} for input '{name}' of rank {rank}; "
+                    f"allowed: 1..{rank - 1} (axis 0 is the batch, set by dynamic_batch)."
+                )
 
     def run(self, artifact: Artifact, ctx: PassContext, out_dir: Path) -> PassOutput:
         from compressor.registry import load_attr
