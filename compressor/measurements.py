@@ -29,7 +29,7 @@ class Measurements:
         seen: dict[str, Artifact] = {self.runner.reference.sha256: self.runner.reference}
         for o in outcomes:
             for i, entry in enumerate(o.ledger):
-                if entry["pass"].startswith(CHECKED_PREFIXES):
+                if entry["pass"].startswith(CHECKED_PREFIXES) or self.spec.ledger_steps:
                     seen.setdefault(o.chain[i].sha256, o.chain[i])
             if o.artifact is not None:
                 seen.setdefault(o.artifact.sha256, o.artifact)
@@ -73,6 +73,10 @@ class Measurements:
                 entry = {"runtime": target.runtime, "device": target.device, "batch_size": batch,
                          "threads": self.spec.threads, "error": str(exc)}
             results.setdefault(artifact.sha256, []).append(entry)
+        for o in outcomes:  # each ledger step carries the measurements of the artifact it made
+            for i, step in enumerate(o.ledger):
+                if o.chain[i + 1].sha256 in results:
+                    step["benchmarks"] = results[o.chain[i + 1].sha256]
         return results, skipped
 
 

@@ -84,6 +84,9 @@ class BenchmarkSpec(_Strict):
     min_runs: int = Field(100, ge=1)
     min_seconds: float = Field(1.0, ge=0)
     max_seconds: float = Field(30.0, gt=0)
+    ledger_steps: bool = Field(
+        False, description="measure every intermediate artifact too, so the ledger shows each step's latency"
+    )
 
     @field_validator("batch_sizes")
     @classmethod

@@ -68,10 +68,10 @@ def markdown(results: dict[str, Any]) -> str:
         out += [f"### {v['name']}", ""]
         if v.get("error"):
             out += [f"**failed**: {v['error']}", ""]
-        out += _table(["#", "pass", "config", "formats", "size", metric, "drop", "parity max err", "seconds", "cache"],
+        out += _table(["#", "pass", "config", "formats", "size", metric, "drop", "p50 ms", "parity max err", "seconds", "cache"],
                       [[i + 1, e["pass"], f"`{json.dumps(e['config'])}`" if e["config"] else "", 
                         f"{e['format_in']}→{e['format_out']}", _kb(e["size_bytes"]), e["metric"], e["metric_drop"],
-                        _fmt(e["parity"]["max_abs_error"], 6) if e.get("parity") else "—", e["seconds"],
+                        _step_latency(e), _fmt(e["parity"]["max_abs_error"], 6) if e.get("parity") else "—", e["seconds"],
                         "hit" if e["cache_hit"] else "run"] for i, e in enumerate(v["ledger"])])
         out.append("")
     env = results["environment"]
@@ -79,6 +79,12 @@ def markdown(results: dict[str, Any]) -> str:
             f"- load average: {env['load_average']}", f"- Python {env['python']} on {env['platform']}",
             "- " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()), ""]
     return "\n".join(out)
+
+
+def _step_latency(entry: dict[str, Any]) -> str:
+    """A ledger step's p50 on each target and batch it was measured on (``benchmark.ledger_steps``)."""
+    found = [b for b in entry.get("benchmarks", []) if "p50_ms" in b]
+    return "; ".join(f"{b['runtime']}:{b['device']} b{b['batch_size']} {b['p50_ms']:.3f}" for b in found) or "—"
 
 
 def pareto_points(results: dict[str, Any]) -> list[dict[str, Any]]:
