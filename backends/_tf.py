@@ -125,8 +125,12 @@ def load_keras(path: Path, generation: str | None = None, custom: str | None = N
 
 def save_keras(model: Any, path: Path) -> Path:
     """Save a Keras model (either generation) to ``path`` (.keras or .h5)."""
+    import warnings
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf-keras calls .h5 "legacy"; it is what tfmot models load from
+        model.save(str(path), include_optimizer=False)
     return path
 
 

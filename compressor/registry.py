@@ -24,22 +24,24 @@ PASSES: dict[str, str] = {
     "train.finetune": "compressor.passes.train.finetune:FineTune",
     "convert.tflite": "compressor.passes.convert.to_tflite:ConvertTflite",
     "convert.ort": "compressor.passes.convert.to_ort:ConvertOrt",
+    "quantize.keras.qat": "compressor.passes.quantize.qat_keras:KerasQat",
 }
 
 DESCRIPTIONS: dict[str, str] = {
-    "convert.onnx": "export a PyTorch model to ONNX (opset, dynamic batch)",
+    "convert.onnx": "export a PyTorch, Keras or SavedModel model to ONNX (opset, dynamic batch)",
     "optimize.onnx": "ONNX Runtime offline graph optimization (basic / extended / all)",
     "quantize.onnx.dynamic": "int8 weights, activations quantized at run time (ORT quantizer)",
     "quantize.onnx.static": "int8 weights and activations, calibrated on the calibration split",
     "quantize.onnx.fp16": "float16 weights and compute, float32 inputs and outputs kept",
     "quantize.onnx.weight_only": "int4 / int8 block-wise MatMul weights (MatMulNBits: default, rtn, hqq, gptq)",
-    "prune.magnitude": "unstructured magnitude pruning of a PyTorch model, with fine-tuning",
+    "prune.magnitude": "unstructured magnitude pruning of a PyTorch or tf-keras (tfmot) model, with fine-tuning",
     "prune.structured": "remove whole conv filters / linear units by norm, following the graph; fine-tune",
     "prune.nm": "N:M semi-structured sparsity (2:4 default) with fine-tuning (GPU sparse kernels)",
     "distill.kd": "knowledge distillation of the current model into a smaller student",
     "train.finetune": "transfer learning: freeze a backbone, replace the head, train",
     "convert.tflite": "Keras / SavedModel / PyTorch to TFLite: quantize none, fp16, dynamic or full int8",
     "convert.ort": "ONNX to ORT format for ONNX Runtime Mobile (optimized offline, portable by default)",
+    "quantize.keras.qat": "quantization-aware training of a tf-keras model (tfmot); then convert.tflite int8",
 }
 
 

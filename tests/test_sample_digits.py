@@ -23,7 +23,8 @@ def test_digits_sample_small(tmp_path: Path) -> None:
     raw["benchmark"] = {"batch_sizes": [1], "min_runs": 5, "min_seconds": 0.0, "warmup_runs": 1}
     raw["targets"] = ["onnxruntime:cpu"]
     pipeline = parse_pipeline(raw, SAMPLE)
-    assert set(pipeline.variants) == {"fp32-onnx", "int8-onnx", "dynamic-int8-onnx", "pruned-int8-onnx"}
+    assert set(pipeline.variants) == {"fp32-onnx", "int8-onnx", "dynamic-int8-onnx", "pruned-int8-onnx", "fp32-tflite",
+                                     "int8-tflite"}
     results = run_pipeline(pipeline, tmp_path / "out")
     assert exit_code(results, strict=True) == 0
     by = {v["name"]: v for v in results["variants"]}

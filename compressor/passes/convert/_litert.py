@@ -10,7 +10,6 @@ import logging
 import os
 import re
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,8 @@ from compressor.artifact import Artifact, Signature
 from compressor.errors import ConversionError
 
 log = logging.getLogger(__name__)
+
+PREPARE_ATTEMPTS = 8
 
 
 def import_tflite(src: Path, dst_dir: Path) -> tuple[Path, Signature, dict[str, Any]]:
@@ -52,7 +53,17 @@ def _pt2e(module: Any, sample: tuple[Any, ...], calib: list[tuple[Any, ...]], dy
 
     quantizer = PT2EQuantizer().set_global(
         get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
-    graph = prepare_pt2e(torch.export.export(module, sample).module(), quantizer)
+    for attempt in range(PREPARE_ATTEMPTS):
+        try:
+            graph = prepare_pt2e(torch.export.export(module, sample).module(), quantizer)
+            break
+        except (AssertionError, KeyError, ValueError) as exc:
+            # torchao's observer sharing (MaxPool shares its input's observer) depends on the
+            # iteration order of node sets and fails on some tries with "only refer to edge or node
+            # that has observer/fake_quant inserted"; a fresh export usually succeeds.
+            if "observer/fake_quant inserted" not in str(exc) or attempt == PREPARE_ATTEMPTS - 1:
+                raise
+            log.debug("prepare_pt2e attempt %d failed (%s); retrying", attempt + 1, exc)
     with torch.no_grad():
         for args in calib if not dynamic else calib[:1]:
             graph(*args)
@@ -65,7 +76,8 @@ def export_tflite(artifact: Artifact, config: Any, path: Path, ctx: Any) -> None
     import torch
 
     from backends._torch import load_module
-    from compressor.passes.convert._torch import sample_inputs, quiet_stdout
+    from compressor.passes.convert._tf import quiet_converter
+    from compressor.passes.convert._torch import sample_inputs
 
     module = load_module(Path(artifact.path))
     sample = sample_inputs(artifact.signature, batch=1)
@@ -73,8 +85,7 @@ def export_tflite(artifact: Artifact, config: Any, path: Path, ctx: Any) -> None
     try:
         import litert_torch
 
-        with warnings.catch_warnings(), quiet_stdout(), _quiet_logs():
-            warnings.simplefilter("ignore")
+        with quiet_converter(), _quiet_logs():
             if config.quantize == "none":
                 edge = litert_torch.convert(module, sample)
             else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import shutil
 import warnings
 from collections.abc import Iterator
@@ -50,11 +51,27 @@ def import_saved_model(src: Path, dst_dir: Path) -> tuple[Path, Signature]:
 
 @contextlib.contextmanager
 def quiet_converter() -> Iterator[None]:
-    """The converters print and warn a lot on stdout / stderr-warnings; keep it in the debug log."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()) as captured:
+    """The converters print from Python and from C++ (straight to file descriptors 1 and 2); keep it in the debug log."""
+    import sys
+    import tempfile
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile(mode="w+b") as sink, warnings.catch_warnings(), \
+            contextlib.redirect_stdout(io.StringIO()) as captured:
         warnings.simplefilter("ignore")
-        yield
-    log.debug("converter output: %s", captured.getvalue())
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            sink.seek(0)
+            log.debug("converter output: %s%s", captured.getvalue(), sink.read()[-4000:].decode(errors="replace"))
 
 
 def keras_module(artifact: Artifact) -> Any:

@@ -3,13 +3,18 @@ from __future__ import annotations
 
 import fnmatch
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from compressor.artifact import Artifact
 from compressor.formats import Format
 from compressor.passes.base import Pass, PassConfig, PassContext, PassOutput
+
+# input format -> framework module with check_selection(artifact, config, name) and
+# magnitude_prune(artifact, config, ctx, out_dir) -> report; and the model file it writes in out_dir
+ADAPTERS = {Format.TORCH: "compressor.passes.prune._torch", Format.KERAS: "compressor.passes.prune._tf"}
+MODEL_FILES = {Format.KERAS: "model.h5"}
 
 
 class MagnitudePruningConfig(PassConfig):
@@ -66,21 +71,24 @@ class MagnitudePrune(Pass):
     name = "prune.magnitude"
     version = 2
     config_class = MagnitudePruningConfig
-    input_formats: ClassVar[frozenset[Format]] = frozenset({Format.TORCH})
+    input_formats: ClassVar[frozenset[Format]] = frozenset(ADAPTERS)
 
     @property
     def data_splits(self) -> tuple[str, ...]:  # type: ignore[override]
         return ("training",) if self.config.finetune_epochs else ()
 
-    def check(self, artifact: Artifact, ctx: PassContext) -> None:
-        from compressor.passes.prune._torch import check_selection
+    @staticmethod
+    def adapter(fmt: Format) -> Any:
+        import importlib
 
+        return importlib.import_module(ADAPTERS[fmt])
+
+    def check(self, artifact: Artifact, ctx: PassContext) -> None:
         super().check(artifact, ctx)
-        check_selection(artifact, self.config, self.name)
+        self.adapter(artifact.format).check_selection(artifact, self.config, self.name)
 
     def run(self, artifact: Artifact, ctx: PassContext, out_dir: Path) -> PassOutput:
-        from compressor.passes.prune._torch import magnitude_prune
-
-        report = magnitude_prune(artifact, self.config, ctx, out_dir)
-        return PassOutput(path=out_dir, signature=artifact.signature, report=report,
-                          meta={"sparsity": report["sparsity"]})
+        report = self.adapter(artifact.format).magnitude_prune(artifact, self.config, ctx, out_dir)
+        meta = {"sparsity": report["sparsity"], **({"keras": report["keras"]} if "keras" in report else {})}
+        return PassOutput(path=out_dir / MODEL_FILES.get(artifact.format, ""), signature=artifact.signature,
+                          report=report, meta=meta)

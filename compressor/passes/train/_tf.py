@@ -42,8 +42,13 @@ def fit_keras(
     seed: int = 0,
     callbacks: list[Any] | None = None,
     say: Callable[[str], None] | None = None,
+    from_logits: bool | None = None,
 ) -> list[float]:
-    """Train ``model`` in place with Adam and sparse cross entropy on the split's labels; epoch losses."""
+    """Train ``model`` in place with Adam and sparse cross entropy on the split's labels; epoch losses.
+
+    ``from_logits`` defaults to "the last layer is not a softmax"; wrappers that replace activations
+    (tfmot QAT) hide that, so callers wrapping a model decide it on the unwrapped model.
+    """
     from compressor.errors import DataError
 
     if split.labels is None:
@@ -52,7 +57,9 @@ def fit_keras(
     k.utils.set_random_seed(seed)
     feeds = feeds_for(signature, split.inputs)
     x = [feeds[n] for n in signature.input_names]
-    loss = k.losses.SparseCategoricalCrossentropy(from_logits=not ends_in_softmax(model))
+    if from_logits is None:
+        from_logits = not ends_in_softmax(model)
+    loss = k.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
     model.compile(optimizer=k.optimizers.Adam(learning_rate=lr), loss=loss)
     history: list[float] = []
 
