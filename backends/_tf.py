@@ -218,6 +218,21 @@ def _guess_layout(inputs: tuple[TensorSpec, ...]) -> str:
 
 # ---------------------------------------------------------------- the runtime
 
+def preimport(artifact: Any) -> None:
+    """Import what opening ``artifact`` needs, so a measurement's cold start does not count imports."""
+    quiet_tensorflow()
+    import tensorflow  # noqa: F401
+
+    if str(artifact.format) == "keras":
+        generation = artifact.meta.get("keras") or keras_generation(Path(artifact.path))
+        if generation == KERAS3:
+            import keras  # noqa: F401
+        else:
+            import tf_keras  # noqa: F401
+        if artifact.meta.get("keras_custom") == TFMOT_QAT:
+            import tensorflow_model_optimization  # noqa: F401
+
+
 def set_threads(threads: int) -> None:
     """Pin TensorFlow's thread pools; only possible before TF runs its first op in this process."""
     import tensorflow as tf

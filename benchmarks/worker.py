@@ -44,6 +44,12 @@ def main(request_path: str) -> None:
         import onnxruntime  # noqa: F401  import cost is not part of cold start
     elif req["runtime"] == "torch":
         import torch  # noqa: F401
+    elif req["runtime"] == "litert":
+        from ai_edge_litert import interpreter  # noqa: F401
+    elif req["runtime"] == "tensorflow":
+        from backends._tf import preimport
+
+        preimport(artifact)
     base_rss = _rss_mb()
     t0 = time.perf_counter_ns()
     session = runtime.open(artifact, device=req["device"], threads=req["threads"])

@@ -260,7 +260,9 @@ class Runner:
         }
 
     def export_path(self, variant: str, artifact: Artifact) -> str:
-        return f"artifacts/{variant}{SUFFIX.get(artifact.format.value, '')}"
+        path = Path(artifact.path)
+        own = path.suffix if path.is_file() else ""  # a Keras artifact may be .h5 or .keras
+        return f"artifacts/{variant}{own or SUFFIX.get(artifact.format.value, '')}"
 
     def write(self, results: dict[str, Any], outcomes: list[VariantOutcome]) -> None:
         import json

@@ -11,6 +11,8 @@ from compressor.formats import Format, detect_format
 INSPECTORS = {
     Format.ONNX: "compressor.inspect._onnx:inspect_onnx",
     Format.TORCH: "compressor.inspect._torch:inspect_torch",
+    Format.TFLITE: "compressor.inspect._litert:inspect_tflite",
+    Format.KERAS: "compressor.inspect._tf:inspect_keras",
 }
 
 
