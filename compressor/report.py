@@ -73,12 +73,26 @@ def markdown(results: dict[str, Any]) -> str:
                         f"{e['format_in']}→{e['format_out']}", _kb(e["size_bytes"]), e["metric"], e["metric_drop"],
                         _step_latency(e), _fmt(e["parity"]["max_abs_error"], 6) if e.get("parity") else "—", e["seconds"],
                         "hit" if e["cache_hit"] else "run"] for i, e in enumerate(v["ledger"])])
+        out += [f"- step {i + 1} {e['pass']}: {facts}" for i, e in enumerate(v["ledger"]) if (facts := _step_facts(e))]
         out.append("")
     env = results["environment"]
     out += ["## Environment", "", f"- CPU: {env['cpu']['model']} ({env['cores']} cores); ISA: {', '.join(env['cpu']['isa'])}",
             f"- load average: {env['load_average']}", f"- Python {env['python']} on {env['platform']}",
             "- " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()), ""]
     return "\n".join(out)
+
+
+FACTS = (("params", "params_before", "params_after"), ("MACs", "macs_before", "macs_after"),
+         ("params (teacher → student)", "teacher_params", "student_params"))
+NOTES = ("sparsity", "pattern", "layers_skipped_count", "trainable_params", "cpu_gain", "gpu_gain")
+
+
+def _step_facts(entry: dict[str, Any]) -> str:
+    """What a pass reported that a reader wants in the ledger: params and MACs, sparsity, honest gains."""
+    report = entry.get("report") or {}
+    parts = [f"{label} {report[a]:,} → {report[b]:,}" for label, a, b in FACTS if a in report and b in report]
+    parts += [f"{key.replace('_', ' ')}: {report[key]}" for key in NOTES if key in report]
+    return "; ".join(parts)
 
 
 def _step_latency(entry: dict[str, Any]) -> str:

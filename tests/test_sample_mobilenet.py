@@ -48,4 +48,6 @@ def test_mobilenet_sample_small(tmp_path: Path) -> None:
     assert ledger[2]["size_bytes"] < 0.2 * ledger[1]["size_bytes"]  # the student is far smaller
     assert all(e["metric"] is not None and e["size_bytes"] > 0 for e in ledger)
     assert all(b["p50_ms"] > 0 for b in ledger[-1]["benchmarks"])
-    assert "p50 ms" in (tmp_path / "out" / "report.md").read_text()
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "p50 ms" in report and "step 2 prune.structured: params" in report and "MACs" in report
+    assert "step 3 distill.kd: params (teacher → student)" in report
