@@ -149,8 +149,10 @@ def preprocess(src: Path, dst: Path) -> Path:
                 {"skip_symbolic_shape": True})
     for kwargs in attempts:  # transformer exports need auto_merge; some graphs need no symbolic pass
         try:
-            with _quiet():
-                quant_pre_process(str(src), str(dst), **kwargs)
+            # ORT's symbolic shape inference dumps 'sym_shape_infer_temp.onnx' (plus external
+            # data) into the current folder when it fails: run it from the scratch folder.
+            with _quiet(), contextlib.chdir(dst.parent):
+                quant_pre_process(str(src.resolve()), str(dst.resolve()), **kwargs)
             return dst
         except Exception as exc:  # record why, try the next setting
             log.info("quant_pre_process(%s) failed: %s", kwargs, str(exc).splitlines()[0][:200] if str(exc) else exc)
