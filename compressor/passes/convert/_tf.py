@@ -10,6 +10,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import shutil
 import warnings
 from collections.abc import Iterator
@@ -96,8 +97,6 @@ def _first_line(exc: BaseException) -> str:
 
 def _unsupported_op(text: str) -> str | None:
     """The TF operator a converter named as unsupported, if its message names one."""
-    import re
-
     for pattern in (r"'tf\.(\w+)' op is neither a custom op nor a flex op", r"ops are not supported.*?tf\.(\w+)",
                     r"[Uu]nsupported ops?:?\s*\[?'?(?:tf\.)?(\w+)", r"No conversion handler registered for op (\w+)"):
         match = re.search(pattern, text, re.S)
@@ -123,6 +122,10 @@ def export_onnx(artifact: Artifact, config: Any, path: Path) -> Signature:
 
     specs = [tf.TensorSpec(dims(s.shape), s.dtype, name=s.name) for s in sig.inputs]
     fn = _serving_function(artifact)
+    hop = f"{artifact.format.value} -> onnx (tf2onnx, opset {config.opset})"
+    errors = _LogCollector()
+    tf2onnx_log = logging.getLogger("tf2onnx")
+    tf2onnx_log.addHandler(errors)
     try:
         with quiet_converter():
             tf2onnx.convert.from_function(fn, input_signature=specs, opset=config.opset, output_path=str(path))
@@ -130,10 +133,32 @@ def export_onnx(artifact: Artifact, config: Any, path: Path) -> Signature:
         op = _unsupported_op(str(exc))
         what = f"operator {op} is not supported by tf2onnx" if op else _first_line(exc)
         raise ConversionError(
-            f"{artifact.format.value} -> onnx (tf2onnx, opset {config.opset}) failed: {what}. "
-            f"Try another opset, replace the operator with a supported one, or convert to TFLite instead."
+            f"{hop} failed: {what}. Try another opset, replace the operator with a supported one, "
+            f"or convert to TFLite instead."
         ) from None
+    finally:
+        tf2onnx_log.removeHandler(errors)
+    # tf2onnx logs unsupported ops and still writes a graph that keeps them as TF nodes
+    unsupported = [m for m in errors.messages if m.startswith("Unsupported ops")]
+    if unsupported:
+        path.unlink(missing_ok=True)
+        ops = ", ".join(re.findall(r"'(\w+)'", unsupported[0])) or unsupported[0]
+        raise ConversionError(
+            f"{hop} failed: operator {ops} has no ONNX conversion in tf2onnx. Replace it with supported ops, "
+            f"try another opset, or convert to TFLite (convert.tflite) instead."
+        )
     return onnx_signature(path, sig.layout)
+
+
+class _LogCollector(logging.Handler):
+    """Keeps the error messages a library logs while it runs."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 def _serving_function(artifact: Artifact) -> Any:
