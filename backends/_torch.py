@@ -21,9 +21,17 @@ def build_module(factory: str, kwargs: dict[str, Any]) -> Any:
     return load_attr(factory)(**kwargs)
 
 
+# post-load rewrites a torch model folder may name in model.json ("post_load": [{"name", "kwargs"}]):
+# a quantized module whose state is not plain tensors is stored as its float weights plus the
+# deterministic recipe that quantizes them again on load
+POST_LOAD = {"quantize_dynamic": "compressor.passes.quantize._torch:apply_dynamic"}
+
+
 def load_module(path: Path) -> Any:
     """Rebuild the nn.Module stored in a torch model folder, in eval mode."""
     from safetensors.torch import load_file
+
+    from compressor.registry import load_attr
 
     try:
         desc = json.loads((path / MODEL_JSON).read_text())
@@ -38,6 +46,13 @@ def load_module(path: Path) -> Any:
             f"weights in '{path / WEIGHTS}' do not fit factory '{desc['factory']}': "
             f"{str(exc).splitlines()[0][:300]}. Check model.factory and model.kwargs."
         ) from None
+    for step in desc.get("post_load", []):  # deterministic rewrites, by name from a fixed table
+        if step.get("name") not in POST_LOAD:
+            raise ModelLoadError(
+                f"torch model folder '{path}' asks for post-load step {step.get('name')!r}; known: "
+                f"{', '.join(POST_LOAD)}. It was written by a newer compressor."
+            )
+        module = load_attr(POST_LOAD[step["name"]])(module, **step.get("kwargs", {}))
     return module.eval()
 
 

@@ -38,7 +38,7 @@ def latency_feed(batch: int = 8, seq: int = 128) -> dict[str, np.ndarray]:
     from samples.minilm.data import encode, sentences
 
     texts = sentences()[1]
-    rows = [" ".join(texts[i * 7 + j] for j in range(7)) for i in range(batch)]
+    rows = [" ".join(texts[(i * 15 + j) % len(texts)] for j in range(15)) for i in range(batch)]
     feed = encode(rows, max_length=seq)
     assert feed["input_ids"].shape == (batch, seq) and feed["attention_mask"].all()
     return feed

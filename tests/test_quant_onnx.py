@@ -241,3 +241,27 @@ def test_weight_only_without_matmul_is_refused(runner: Runner) -> None:
     art = onnx_of(runner)  # Conv + Gemm only
     with pytest.raises(PassError, match="no MatMul with a constant weight"):
         runner.apply(art, build_pass("quantize.onnx.weight_only"), "a", 1)
+
+
+# ---------------------------------------------------------------- torch dynamic
+
+def test_torch_dynamic_quantization_round_trips(tmp_path: Path) -> None:
+    from compressor.errors import ConversionError
+
+    weights = train_tiny(tmp_path / "mlp.safetensors", factory="tests.tiny_models:TinyMLP", epochs=3)
+    r = make_runner(tmp_path, weights, factory="tests.tiny_models:TinyMLP")
+    step = r.apply(r.reference, build_pass("quantize.torch.dynamic"), "a", 0)
+    assert step.entry["report"]["layers_quantized"] == 2
+    assert any("quantized" in t for t in step.entry["report"]["module_types"])
+    assert step.entry["metric_drop"] < 0.03  # evaluated on the torch runtime, int8 modules rebuilt on load
+    from backends._torch import load_module
+
+    assert type(load_module(Path(step.artifact.path)).fc1).__module__.startswith("torch.ao.nn.quantized")
+    with pytest.raises(ConversionError, match="cannot export"):
+        r.apply(step.artifact, build_pass("convert.onnx"), "a", 1)
+
+
+def test_torch_dynamic_needs_linear(tmp_path: Path, tiny_weights: Path) -> None:
+    r = make_runner(tmp_path, tiny_weights)
+    with pytest.raises(PassError, match="no LSTM layer to quantize"):
+        r.apply(r.reference, build_pass("quantize.torch.dynamic", {"layers": ["LSTM"]}), "a", 0)

@@ -51,6 +51,13 @@ class ConvertOnnx(Pass):
         from compressor.errors import ConfigError
 
         super().check(artifact, ctx)
+        if artifact.meta.get("exportable_to_onnx") is False:
+            from compressor.errors import ConversionError
+
+            raise ConversionError(
+                f"convert.onnx: the model was made by {artifact.lineage.pass_name}, whose quantized torch modules "
+                f"the ONNX exporter cannot export; put convert.onnx first and quantize with quantize.onnx.* instead."
+            )
         names = artifact.signature.input_names
         for name, axes in self.config.dynamic_axes.items():
             if name not in names:
