@@ -26,6 +26,7 @@ PASSES: dict[str, str] = {
     "convert.tflite": "compressor.passes.convert.to_tflite:ConvertTflite",
     "convert.ort": "compressor.passes.convert.to_ort:ConvertOrt",
     "quantize.keras.qat": "compressor.passes.quantize.qat_keras:KerasQat",
+    "convert.tf_keras": "compressor.passes.convert.to_tf_keras:ToTfKeras",
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -44,6 +45,7 @@ DESCRIPTIONS: dict[str, str] = {
     "convert.tflite": "Keras / SavedModel / PyTorch to TFLite: quantize none, fp16, dynamic or full int8",
     "convert.ort": "ONNX to ORT format for ONNX Runtime Mobile (optimized offline, portable by default)",
     "quantize.keras.qat": "quantization-aware training of a tf-keras model (tfmot); then convert.tflite int8",
+    "convert.tf_keras": "rebuild a Keras 3 model as tf-keras (Keras 2), which the tfmot passes need",
 }
 
 

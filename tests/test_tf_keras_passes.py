@@ -69,3 +69,22 @@ def test_keras3_model_is_refused_with_the_way_out(tmp_path: Path, name: str, con
     with pytest.raises(PassError, match=r"tf-keras \(Keras 2\).*Keras 3.*tf_keras") as err:
         step(r, name, config)
     assert getattr(err.value, "bad_input", False)  # refused in check, before any work: CLI exit 2
+
+
+def test_convert_tf_keras_rebuilds_keras3_models_exactly(tmp_path: Path) -> None:
+    import keras
+
+    r = keras_runner(tmp_path / "seq", trained("keras3"))
+    art, entry = step(r, "convert.tf_keras")
+    assert art.meta == {"keras": "tf_keras"} and entry["report"]["rebuilt"] and entry["parity"]["max_abs_error"] == 0.0
+    pruned, entry = step(r, "prune.magnitude", {"sparsity": 0.5}, parent=art)  # tfmot now takes it
+    assert entry["report"]["sparsity"] == 0.5
+    # a Functional model with BatchNorm, a residual Add, a regularizer and Dropout
+    inp = keras.Input((8, 8, 1), name="img")
+    h = keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3, padding="same")(inp))
+    h = keras.layers.ReLU()(keras.layers.Add()([h, keras.layers.Conv2D(4, 1)(inp)]))
+    out = keras.layers.Dense(10, kernel_regularizer="l2")(keras.layers.Dropout(0.1)(keras.layers.GlobalAveragePooling2D()(h)))
+    keras.Model(inp, out).save(tmp_path / "func.keras")
+    r = keras_runner(tmp_path / "func", tmp_path / "func.keras")
+    art, entry = step(r, "convert.tf_keras")
+    assert entry["report"]["layers"] == 9 and entry["parity"]["max_abs_error"] <= 1e-6

@@ -5,7 +5,8 @@
 The model is built and saved with tf-keras (Keras 2) as .h5, because the pipeline's pruning and QAT
 variants use tensorflow-model-optimization, which only takes tf-keras models. The TFLite and ONNX
 conversions take it as well, so one input file serves every variant. (A Keras 3 .keras file is a
-fine input for the conversions; prune.magnitude and quantize.keras.qat refuse it, saying so.)
+fine input for the conversions; prune.magnitude and quantize.keras.qat refuse it, saying so; put
+convert.tf_keras before them to rebuild it in tf-keras.)
 """
 from __future__ import annotations
 

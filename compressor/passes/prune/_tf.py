@@ -28,9 +28,9 @@ def require_tf_keras(artifact: Artifact, pass_name: str) -> None:
     if generation != TF_KERAS:
         raise PassError(
             f"{pass_name} on Keras models uses tensorflow-model-optimization, which works only with tf-keras "
-            f"(Keras 2) models, and this model was written by Keras 3. Build and save it with tf_keras "
-            f"(import tf_keras; ...; model.save('model.h5')) and use that file as the input, or take the "
-            f"PyTorch / ONNX route."
+            f"(Keras 2) models, and this model was written by Keras 3. Put convert.tf_keras before it (rebuilds "
+            f"the model in tf-keras), or save the model with tf_keras (import tf_keras; ...; "
+            f"model.save('model.h5')) and use that file as the input."
         )
 
 
