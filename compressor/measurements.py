@@ -113,6 +113,9 @@ def likely_reason(entry: dict[str, Any]) -> str:
                 "(dynamic pays off for MatMul-heavy models such as transformers)")
     if name.startswith("quantize.") and not cpu_info()["int8_dot_product"]:
         return "this CPU has no int8 dot-product instructions (VNNI/dotprod), so int8 kernels gain little"
+    if name == "prune.structured":
+        return ("the MACs it removed did not show at this model size and batch: per-op framework overhead "
+                "dominates, or the measurement is noisy (see cv); compare the exported ONNX step")
     if name == "prune.magnitude":
         return "unstructured zeros do not skip work in dense kernels; prune.structured removes whole filters"
     if name.startswith("quantize."):
