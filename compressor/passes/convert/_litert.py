@@ -19,6 +19,7 @@ from compressor.errors import ConversionError
 log = logging.getLogger(__name__)
 
 PREPARE_ATTEMPTS = 8
+CALIBRATION_BATCH = 32
 
 
 def import_tflite(src: Path, dst_dir: Path) -> tuple[Path, Signature, dict[str, Any]]:
@@ -34,6 +35,7 @@ def import_tflite(src: Path, dst_dir: Path) -> tuple[Path, Signature, dict[str, 
 
 
 def _calibration(artifact: Artifact, ctx: Any, limit: int) -> list[tuple[Any, ...]]:
+    """Calibration batches (of CALIBRATION_BATCH samples) as the torch model takes them."""
     import torch
 
     from compressor.data import feeds_for
@@ -41,7 +43,21 @@ def _calibration(artifact: Artifact, ctx: Any, limit: int) -> list[tuple[Any, ..
     split = ctx.data.split("calibration", needed_by="convert.tflite int8").take(limit)
     feeds = feeds_for(artifact.signature, split.inputs)
     names = artifact.signature.input_names
-    return [tuple(torch.from_numpy(feeds[n][i:i + 1]) for n in names) for i in range(len(split))]
+    return [tuple(torch.from_numpy(feeds[n][i:i + CALIBRATION_BATCH]) for n in names)
+            for i in range(0, len(split), CALIBRATION_BATCH)]
+
+
+def _export_for_calibration(module: Any, sample: tuple[Any, ...]) -> tuple[Any, bool]:
+    """torch.export with a symbolic batch, so calibration runs in batches; batch 1 if the model is not batch-polymorphic."""
+    import torch
+
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    wide = tuple(torch.cat([a, a]) for a in sample)
+    try:
+        return torch.export.export(module, wide, dynamic_shapes=tuple({0: batch} for _ in wide)), True
+    except Exception as exc:  # data-dependent shapes, reshapes to a fixed batch...
+        log.debug("dynamic-batch export failed (%s); calibrating one sample at a time", exc)
+        return torch.export.export(module, sample), False
 
 
 def _pt2e(module: Any, sample: tuple[Any, ...], calib: list[tuple[Any, ...]], dynamic: bool) -> tuple[Any, Any]:
@@ -55,7 +71,8 @@ def _pt2e(module: Any, sample: tuple[Any, ...], calib: list[tuple[Any, ...]], dy
         get_symmetric_quantization_config(is_per_channel=True, is_dynamic=dynamic))
     for attempt in range(PREPARE_ATTEMPTS):
         try:
-            graph = prepare_pt2e(torch.export.export(module, sample).module(), quantizer)
+            program, batched = _export_for_calibration(module, sample)
+            graph = prepare_pt2e(program.module(), quantizer)
             break
         except (AssertionError, KeyError, ValueError) as exc:
             # torchao's observer sharing (MaxPool shares its input's observer) depends on the
@@ -66,7 +83,11 @@ def _pt2e(module: Any, sample: tuple[Any, ...], calib: list[tuple[Any, ...]], dy
             log.debug("prepare_pt2e attempt %d failed (%s); retrying", attempt + 1, exc)
     with torch.no_grad():
         for args in calib if not dynamic else calib[:1]:
-            graph(*args)
+            if batched:
+                graph(*args)
+            else:
+                for i in range(len(args[0])):
+                    graph(*(a[i:i + 1] for a in args))
     return convert_pt2e(graph, fold_quantize=False), QuantConfig(pt2e_quantizer=quantizer)
 
 

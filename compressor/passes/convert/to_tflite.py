@@ -44,7 +44,7 @@ class ConvertTflite(Pass):
     """Convert to TFLite; verify the file's kernels; the runner checks parity (enforced for float)."""
 
     name = "convert.tflite"
-    version = 1
+    version = 2  # 2: PyTorch int8 calibrates in batches
     config_class = ConvertTfliteConfig
     input_formats: ClassVar[frozenset[Format]] = frozenset(ADAPTERS)
     output_format = Format.TFLITE
