@@ -56,6 +56,23 @@ def load_module(path: Path) -> Any:
     return module.eval()
 
 
+def load_exported(path: Path) -> Any:
+    """The module of a torch.export program (.pt2), with the quantize/dequantize ops it may name registered."""
+    import torch
+
+    # a PT2E-quantized program calls torch.ops.quantized_decomposed.*, which exist only once this module
+    # is imported (torchao's PT2E imports it too); deserializing such a program fails without them
+    try:
+        import torch.ao.quantization.fx._decomposed  # noqa: F401
+    except ImportError:
+        pass
+    try:
+        return torch.export.load(str(path)).module()
+    except Exception as exc:
+        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"cannot load exported program '{path}': {detail}") from None
+
+
 def save_module(module: Any, factory: str, kwargs: dict[str, Any], out_dir: Path) -> Path:
     """Write a torch model folder: model.json (factory + kwargs) and weights.safetensors."""
     from safetensors.torch import save_file
@@ -132,10 +149,7 @@ class TorchRuntime(Runtime):
             raise RuntimeUnavailableError(f"torch has no '{device}' device on this machine; use torch:cpu.")
         torch.set_num_threads(threads)
         if str(artifact.format) == "torch_export":
-            try:
-                module = torch.export.load(str(artifact.path)).module()
-            except Exception as exc:
-                raise ModelLoadError(f"cannot load exported program '{artifact.path}': {exc}") from None
+            module = load_exported(Path(artifact.path))
         else:
             module = load_module(Path(artifact.path))
         module = module.to(device)

@@ -46,12 +46,10 @@ def quiet_stdout() -> Iterator[None]:
 
 def load_torch(artifact: Artifact) -> Any:
     """The nn.Module of a torch model folder, or the module of a torch.export program (.pt2)."""
-    import torch
-
-    from backends._torch import load_module
+    from backends._torch import load_exported, load_module
 
     if artifact.format.value == "torch_export":
-        return torch.export.load(str(artifact.path)).module()
+        return load_exported(Path(artifact.path))
     return load_module(Path(artifact.path))
 
 

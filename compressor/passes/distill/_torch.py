@@ -11,12 +11,10 @@ from compressor.errors import PassError
 
 def load_teacher(artifact: Artifact) -> Any:
     """The teacher module, frozen, in inference mode (a torch folder or a .pt2 program)."""
-    import torch
-
-    from backends._torch import load_module
+    from backends._torch import load_exported, load_module
 
     if artifact.format.value == "torch_export":
-        teacher = torch.export.load(str(artifact.path)).module()
+        teacher = load_exported(Path(artifact.path))
     else:
         teacher = load_module(Path(artifact.path))
     for p in teacher.parameters():
