@@ -117,3 +117,97 @@ def test_qat_with_batchnorm_and_xnnpack(tmp_path: Path) -> None:
 def test_qat_x86_per_tensor_is_refused(runner: Runner) -> None:
     with pytest.raises(ConfigError, match="per_channel: false is not available with quantizer x86"):
         runner.apply(runner.reference, build_pass("quantize.torch.qat", {"per_channel": False}), "a", 0)
+
+
+# ---------------------------------------------------------------- weight-only (neural-compressor)
+
+@pytest.fixture(scope="module")
+def block_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_tiny(tmp_path_factory.mktemp("block") / "block.safetensors",
+                      factory="tests.tiny_models:BlockMLP", epochs=4)
+
+
+def block_runner(tmp_path: Path, weights: Path) -> Runner:
+    return make_runner(tmp_path, weights, factory="tests.tiny_models:BlockMLP")
+
+
+def linear_weights(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return {k: v for k, v in load_file(str(path / "weights.safetensors")).items() if k.endswith("weight")}
+
+
+def distinct_per_group(weight, group: int) -> int:
+    return max(len(set(row[s:s + group].tolist())) for row in weight for s in range(0, weight.shape[1], group))
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_weight_only_rtn_puts_weights_on_the_grid(tmp_path: Path, block_weights: Path, bits: int) -> None:
+    pytest.importorskip("neural_compressor")
+    r = block_runner(tmp_path, block_weights)
+    step = r.apply(r.reference, build_pass("quantize.torch.weight_only", {"bits": bits, "group_size": 32}), "a", 0)
+    report = step.entry["report"]
+    assert step.artifact.format.value == "torch" and report["layers_quantized"] == report["linear_layers"] == 6
+    before, after = linear_weights(Path(r.reference.path)), linear_weights(Path(step.artifact.path))
+    assert before.keys() == after.keys()
+    for name, w in after.items():  # read back from the file: every group holds at most 2**bits values
+        assert distinct_per_group(w, 32) <= 2 ** bits, name
+        assert not (w == before[name]).all()
+    assert report["max_levels_per_group"] <= 2 ** bits
+    assert step.entry["metric_drop"] < (0.03 if bits == 4 else 0.005)
+
+
+def test_weight_only_gptq_and_awq_calibrate(tmp_path: Path, block_weights: Path, monkeypatch) -> None:
+    pytest.importorskip("neural_compressor")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # nothing may be fetched from the hub
+    r = block_runner(tmp_path, block_weights)
+    gptq = r.apply(r.reference, build_pass("quantize.torch.weight_only", {"algorithm": "gptq"}), "a", 0)
+    # INC's GPTQ quantizes the Linear layers inside the blocks only (embed and head stay float)
+    assert gptq.entry["report"]["layers_quantized"] == 4 and gptq.entry["report"]["max_levels_per_group"] <= 16
+    after = linear_weights(Path(gptq.artifact.path))
+    assert distinct_per_group(after["layers.0.fc1.weight"], 32) <= 16
+    assert distinct_per_group(after["embed.weight"], 32) > 16
+    assert gptq.entry["metric_drop"] < 0.03
+    awq = r.apply(r.reference, build_pass("quantize.torch.weight_only", {"algorithm": "awq"}), "a", 0)
+    assert awq.entry["report"]["layers_quantized"] == 6 and awq.entry["metric_drop"] < 0.03
+
+
+def test_weight_only_result_converts_to_onnx(tmp_path: Path, block_weights: Path) -> None:
+    pytest.importorskip("neural_compressor")
+    r = block_runner(tmp_path, block_weights)
+    art = r.apply(r.reference, build_pass("quantize.torch.weight_only"), "a", 0).artifact
+    step = r.apply(art, build_pass("convert.onnx"), "a", 1)
+    assert step.entry["parity"]["max_abs_error"] < 1e-4
+
+
+@pytest.mark.parametrize("algorithm", ["gptq", "awq"])
+def test_weight_only_calibrated_algorithms_need_blocks(tmp_path: Path, algorithm: str) -> None:
+    pytest.importorskip("neural_compressor")
+    weights = train_tiny(tmp_path / "mlp.safetensors", factory="tests.tiny_models:TinyMLP", epochs=1)
+    r = make_runner(tmp_path, weights, factory="tests.tiny_models:TinyMLP")
+    with pytest.raises(PassError, match=f"algorithm {algorithm} .*needs the model's repeated blocks in an nn.ModuleList"):
+        r.apply(r.reference, build_pass("quantize.torch.weight_only", {"algorithm": algorithm}), "a", 0)
+
+
+def test_weight_only_needs_linear(tmp_path: Path) -> None:
+    pytest.importorskip("neural_compressor")
+    r = make_runner(tmp_path, None, factory="tests.tiny_models:NoWeights")
+    with pytest.raises(PassError, match="no nn.Linear layer"):
+        r.apply(r.reference, build_pass("quantize.torch.weight_only"), "a", 0)
+
+
+@pytest.mark.parametrize("raw", [{"bits": 3}, {"group_size": 0}, {"algorithm": "hqq"}])
+def test_weight_only_bad_settings(raw: dict) -> None:
+    with pytest.raises(ConfigError):
+        build_pass("quantize.torch.weight_only", raw)
+
+
+# ---------------------------------------------------------------- smoothquant (neural-compressor + IPEX)
+
+def test_smoothquant_without_ipex_is_refused(runner: Runner) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("intel_extension_for_pytorch") is not None:
+        pytest.skip("intel_extension_for_pytorch is installed here")
+    with pytest.raises(PassError, match="intel_extension_for_pytorch .*quantize.torch.static"):
+        runner.apply(runner.reference, build_pass("quantize.torch.smoothquant", {"alpha": 0.6}), "a", 0)

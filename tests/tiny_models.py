@@ -115,3 +115,29 @@ class SeqMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(x.shape[0], 1, 64)
         return self.fc2(torch.relu(self.fc1(x))).reshape(x.shape[0], 10)
+
+
+class _Block(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(d, 2 * d)
+        self.fc2 = nn.Linear(2 * d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.fc2(torch.relu(self.fc1(x)))
+
+
+class BlockMLP(nn.Module):
+    """An LLM-shaped MLP: embed linear, residual blocks in an nn.ModuleList (``layers[i]``), linear head."""
+
+    def __init__(self, hidden: int = 64, blocks: int = 2) -> None:
+        super().__init__()
+        self.embed = nn.Linear(64, hidden)
+        self.layers = nn.ModuleList([_Block(hidden) for _ in range(blocks)])
+        self.head = nn.Linear(hidden, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed(torch.flatten(x, 1))
+        for block in self.layers:
+            x = block(x)
+        return self.head(x)
