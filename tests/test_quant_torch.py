@@ -46,6 +46,19 @@ def test_static_x86_writes_a_quantized_program(runner: Runner) -> None:
     assert step.entry["metric_drop"] < 0.02  # evaluated on the torch runtime from the loaded .pt2
 
 
+def test_static_program_keeps_int8_weights_only(runner: Runner) -> None:
+    import torch
+
+    from backends._torch import load_exported
+
+    art = runner.apply(runner.reference, build_pass("quantize.torch.static"), "a", 0).artifact
+    state = load_exported(Path(art.path)).state_dict()
+    weights = {k: v for k, v in state.items() if v.dim() >= 2}
+    # the float originals convert_pt2e leaves behind are dropped: only the int8 conv and fc weights remain
+    assert sorted(tuple(v.shape) for v in weights.values()) == [(8, 1, 3, 3), (10, 128)]
+    assert all(v.dtype == torch.int8 for v in weights.values())
+
+
 def test_static_program_runs_with_a_symbolic_batch(runner: Runner) -> None:
     import numpy as np
 

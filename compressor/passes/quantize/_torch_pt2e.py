@@ -165,6 +165,7 @@ def write_qat(artifact: Artifact, config: Any, ctx: Any, out_dir: Path) -> tuple
 def finish(converted: Any, artifact: Artifact, config: Any, out_dir: Path,
            extra: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
     """Refuse a graph with nothing quantized; otherwise save it and describe it."""
+    drop_unused_state(converted)
     ops = quant_ops(converted)
     if not any(name.startswith("quantize_") for name in ops):
         raise PassError(
@@ -174,6 +175,24 @@ def finish(converted: Any, artifact: Artifact, config: Any, out_dir: Path,
     path = save_program(converted, artifact.signature, out_dir / "model.pt2")
     report = {"quantizer": config.quantizer, "per_channel": config.per_channel, "quant_ops": ops, **extra}
     return path, report
+
+
+def drop_unused_state(module: Any) -> list[str]:
+    """Delete parameters and buffers no graph node reads; return their names.
+
+    convert_pt2e folds each quantized weight into a new int8 constant but leaves the float original
+    on the module, and torch.export would save both (a program larger than the float model).
+    """
+    used = {str(n.target) for n in module.graph.nodes if n.op == "get_attr"}
+    dropped = []
+    for name, _ in [*module.named_parameters(), *module.named_buffers()]:
+        if name in used:
+            continue
+        owner_name, _, attr = name.rpartition(".")
+        owner = module.get_submodule(owner_name) if owner_name else module
+        delattr(owner, attr)
+        dropped.append(name)
+    return dropped
 
 
 def first_line(exc: BaseException) -> str:
