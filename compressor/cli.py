@@ -22,7 +22,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-err_console = Console(stderr=True)
+if not console.is_terminal:  # logs and CI: don't squeeze tables into 80 columns
+    console = Console(width=160)
+err_console = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 400)
 
 DEMO_PIPELINE = Path(__file__).resolve().parent.parent / "samples" / "digits_cnn" / "pipeline.yaml"
 
