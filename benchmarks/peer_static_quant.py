@@ -28,7 +28,7 @@ def build(out: Path) -> tuple[dict[str, Path], object]:
 
     ensure_weights()
     pipeline = load_pipeline(SAMPLE / "pipeline.yaml")
-    pipeline.select(["fp32-onnx", "int8-onnx"])
+    pipeline.select(["fp32-onnx", "int8-onnx", "int8-onnx-fast"])
     results = run_pipeline(pipeline, out, benchmark=False)
     paths = {v["name"]: out / v["artifact"]["path"] for v in results["variants"]}
     data = load_bundle(pipeline.spec.data)
@@ -38,6 +38,7 @@ def build(out: Path) -> tuple[dict[str, Path], object]:
     peer = out / "ort-default-int8.onnx"
     quantize_static(str(paths["fp32-onnx"]), str(peer), SplitReader(data.split("calibration"), sig))  # ORT defaults
     return {"fp32 (reference)": paths["fp32-onnx"], "ours: quantize.onnx.static": paths["int8-onnx"],
+            "ours: int8-onnx-fast (conv1 float, baked)": paths["int8-onnx-fast"],
             "onnxruntime quantize_static (defaults)": peer}, data
 
 

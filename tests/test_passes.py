@@ -187,3 +187,20 @@ def test_model_without_quantizable_ops(tmp_path: Path) -> None:
     results = r.run()
     v = results["variants"][0]
     assert v["status"] == "failed" and "no quantizable operators" in v["error"]
+
+
+def test_small_reduction_convs_stay_float_and_the_bake_keeps_them_float(runner: Runner) -> None:
+    """min_int8_reduction keeps a 1-channel conv (9-long dot products) and its relu/pool in float;
+    optimize.onnx with qdq_propagation off bakes that graph so ORT does not re-quantize the chain."""
+    onnx_art = runner.apply(runner.reference, build_pass("convert.onnx"), "a", 0).artifact
+    q = runner.apply(onnx_art, build_pass("quantize.onnx.static", {"min_int8_reduction": 16}), "a", 1)
+    kept = q.entry["report"]["kept_float_for_speed"]
+    assert len(kept) == 1 and kept[0]["reduction"] == 9 and len(kept[0]["nodes"]) == 3
+    cov = q.entry["coverage"]
+    assert 0 < cov["int8_mac_share"] < 1 and any("Conv" in n for n in cov["float_compute_nodes"])
+    baked = runner.apply(q.artifact, build_pass("optimize.onnx", {"level": "all", "qdq_propagation": False}), "a", 2)
+    ops = _ops(baked.artifact.path)
+    assert "QGemm" in ops and "QLinearConv" not in ops and "Conv" in ops  # fc int8, conv float
+    assert baked.entry["parity"]["max_abs_error"] < 1e-4
+    assert baked.entry["report"]["disabled_optimizers"] == ["QDQPropagationTransformer"]
+    assert abs(baked.entry["metric"] - q.entry["metric"]) < 1e-9

@@ -23,14 +23,16 @@ def test_digits_sample_small(tmp_path: Path) -> None:
     raw["benchmark"] = {"batch_sizes": [1], "min_runs": 5, "min_seconds": 0.0, "warmup_runs": 1}
     raw["targets"] = ["onnxruntime:cpu"]
     pipeline = parse_pipeline(raw, SAMPLE)
-    assert set(pipeline.variants) == {"fp32-onnx", "int8-onnx", "dynamic-int8-onnx", "pruned-int8-onnx", "fp32-tflite",
+    assert set(pipeline.variants) == {"fp32-onnx", "int8-onnx", "int8-onnx-fast", "dynamic-int8-onnx", "pruned-int8-onnx", "fp32-tflite",
                                      "int8-tflite"}
     results = run_pipeline(pipeline, tmp_path / "out")
     assert exit_code(results, strict=True) == 0
     by = {v["name"]: v for v in results["variants"]}
     fp32 = by["fp32-onnx"]["artifact"]["size_bytes"]
-    for name in ("int8-onnx", "pruned-int8-onnx", "dynamic-int8-onnx"):
+    for name in ("int8-onnx", "int8-onnx-fast", "pruned-int8-onnx", "dynamic-int8-onnx"):
         assert by[name]["artifact"]["size_bytes"] <= 0.3 * fp32
+    kept = by["int8-onnx-fast"]["ledger"][1]["report"]["kept_float_for_speed"]
+    assert [k["reduction"] for k in kept] == [9] and len(kept[0]["nodes"]) == 3  # conv1, its relu and pool
     assert by["pruned-int8-onnx"]["ledger"][0]["report"]["sparsity"] >= 0.79
     # the dynamic variant's ConvInteger is slower than fp32 on CPU: when it is, it must say so
     for check in by["dynamic-int8-onnx"]["speed_checks"]:

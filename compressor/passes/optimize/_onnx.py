@@ -27,7 +27,7 @@ def load_onnx(path: Path, load_weights: bool = True) -> Any:
     return model
 
 
-def ort_optimize(src: Path, dst: Path, level: str) -> None:
+def ort_optimize(src: Path, dst: Path, level: str, disabled_optimizers: list[str] | None = None) -> None:
     """Write ONNX Runtime's offline-optimized graph of ``src`` to ``dst``."""
     import onnxruntime as ort
 
@@ -35,4 +35,5 @@ def ort_optimize(src: Path, dst: Path, level: str) -> None:
 
     opts = OnnxRuntime().session_options(threads=1, optimization=level)
     opts.optimized_model_filepath = str(dst)
-    ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
+    kwargs = {"disabled_optimizers": disabled_optimizers} if disabled_optimizers else {}
+    ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"], **kwargs)

@@ -19,6 +19,12 @@ class OptimizeOnnxConfig(PassConfig):
         description="ORT optimization level; 'all' adds layout transforms tied to this CPU "
         "(the file may not run elsewhere)",
     )
+    qdq_propagation: bool = Field(
+        True,
+        description="let ORT move Quantize/Dequantize nodes across MaxPool / Reshape / Transpose; set false "
+        "to keep a float conv's chain float (see quantize.onnx.static min_int8_reduction). The saved "
+        "graph has ORT's kernels fixed in it, so the setting holds wherever the file is loaded",
+    )
     atol: float = Field(1e-4, gt=0, description="max abs error allowed vs the parent")
 
 
@@ -26,7 +32,7 @@ class OptimizeOnnx(Pass):
     """Constant folding, node fusions and redundant-node removal, written to a new file."""
 
     name = "optimize.onnx"
-    version = 1
+    version = 2
     config_class = OptimizeOnnxConfig
     input_formats: ClassVar[frozenset[Format]] = frozenset({Format.ONNX})
     is_conversion = True  # same format, but the graph is rewritten: check parity
@@ -38,6 +44,10 @@ class OptimizeOnnx(Pass):
         from compressor.passes.optimize._onnx import ort_optimize
 
         path = out_dir / "model.onnx"
-        ort_optimize(Path(artifact.path), path, self.config.level)
+        disabled = [] if self.config.qdq_propagation else ["QDQPropagationTransformer"]
+        ort_optimize(Path(artifact.path), path, self.config.level, disabled)
         meta = {"portable": self.config.level != "all"}
-        return PassOutput(path=path, signature=artifact.signature, meta=meta)
+        report = {"disabled_optimizers": disabled} if disabled else {}
+        if self.config.level == "all":
+            report["portability"] = "ORT CPU kernels and layouts of this machine are fixed in the file (x86 NCHWc)"
+        return PassOutput(path=path, signature=artifact.signature, meta=meta, report=report)

@@ -233,12 +233,14 @@ class StaticQuantizer:
         check_excluded_survive(self.model_in, list(config.exclude_nodes), pass_name)
         self.cache = work / "calibration.json"
         self.options = static_options(config)
+        self.kept_for_speed = small_reduction_convs(self.model_in, config.min_int8_reduction, config.exclude_nodes)
 
     def quantize(self, dst: Path, exclude: list[str] | None = None) -> Path:
         """Write the int8 model to ``dst`` with ``exclude`` (plus the configured exclusions) in float."""
         from onnxruntime.quantization import quantize_static
 
-        nodes = list(dict.fromkeys([*self.config.exclude_nodes, *(exclude or [])]))
+        speed = [n for item in self.kept_for_speed for n in item["nodes"]]
+        nodes = list(dict.fromkeys([*self.config.exclude_nodes, *speed, *(exclude or [])]))
         reader = SplitReader(self.split, self.signature, self.config.calibration_batch_size)
         try:
             with _quiet():
@@ -250,7 +252,46 @@ class StaticQuantizer:
         return dst
 
     def report(self) -> dict[str, Any]:
-        return {"calibration_samples": len(self.split), "preprocessed": self.preprocessed}
+        report: dict[str, Any] = {"calibration_samples": len(self.split), "preprocessed": self.preprocessed}
+        if self.kept_for_speed:
+            report["kept_float_for_speed"] = self.kept_for_speed
+        return report
+
+
+# ops that commute with quantization (monotonic or pass-through): a float conv's chain of them
+# stays float with it, else ORT runs them on uint8 in NCHW layout, which is slow
+_FLOAT_CHAIN_OPS = {"Relu", "Clip", "MaxPool", "LeakyRelu"}
+
+
+def small_reduction_convs(path: Path, min_reduction: int, already: list[str]) -> list[dict[str, Any]]:
+    """Ungrouped Conv nodes whose dot-product length is under ``min_reduction``, each with the
+    Relu / Clip / MaxPool chain that follows it: the nodes to keep in float for speed."""
+    if min_reduction <= 0:
+        return []
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    shapes = {i.name: list(i.dims) for i in model.graph.initializer}
+    consumers: dict[str, list[Any]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    found = []
+    for node in model.graph.node:
+        group = next((a.i for a in node.attribute if a.name == "group"), 1)
+        w = shapes.get(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
+        if not w or len(w) < 3 or group != 1 or node.name in already:
+            continue
+        reduction = int(w[1]) * int(np.prod(w[2:]))
+        if reduction >= min_reduction:
+            continue
+        chain, current = [node.name], node
+        while len(consumers.get(current.output[0], [])) == 1 and consumers[current.output[0]][0].op_type in _FLOAT_CHAIN_OPS:
+            current = consumers[current.output[0]][0]
+            chain.append(current.name)
+        found.append({"nodes": chain, "reduction": reduction,
+                      "why": f"dot products of {reduction} < min_int8_reduction {min_reduction}: float is faster"})
+    return found
 
 
 def quantize_dynamic(src: Path, dst: Path, config: Any, work: Path) -> dict[str, Any]:

@@ -40,13 +40,20 @@ class StaticQuantConfig(PassConfig):
         False, description="accuracy-aware: keep the most sensitive nodes in float until within the budget"
     )
     max_fallback_nodes: int | None = Field(None, ge=1, description="with fallback: at most this many float nodes")
+    min_int8_reduction: int = Field(
+        0, ge=0,
+        description="keep in float each ungrouped Conv whose dot products are shorter than this "
+        "(in_channels x kh x kw), with the Relu / Clip / MaxPool chain after it: int8 kernels lose to "
+        "float on such tiny reductions (a first conv on one gray channel has 9). 0 quantizes every conv. "
+        "Pair it with optimize.onnx {level: all, qdq_propagation: false} so ORT keeps that chain in float",
+    )
 
 
 class StaticQuantOnnx(Pass):
     """Static int8 quantization through ONNX Runtime's quantizer, fed by the pipeline's data."""
 
     name = "quantize.onnx.static"
-    version = 2
+    version = 3
     config_class = StaticQuantConfig
     input_formats: ClassVar[frozenset[Format]] = frozenset({Format.ONNX})
     data_splits = ("calibration",)
