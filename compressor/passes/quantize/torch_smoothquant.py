@@ -2,8 +2,9 @@
 
 neural-compressor 3.x runs SmoothQuant on CPU only through intel_extension_for_pytorch (IPEX):
 without it, ``prepare`` fails with ``No module named 'intel_extension_for_pytorch'``. IPEX's latest
-release (2.8) is built for torch 2.8, not the torch 2.13 compressor pins, so ``check`` refuses the
-pass with that reason. Even where
+release (2.8.0) installs beside torch 2.13 but refuses to import: "Intel Extension for PyTorch needs
+to work with PyTorch 2.8.*, but PyTorch 2.13.0+cpu is found" (checked 2026-11-28). So ``check``
+refuses the pass with that reason. Even where
 IPEX is installed, its result is an IPEX TorchScript module, which no compressor format stores
 (artifacts are safetensors, .pt2, ONNX...), so ``run`` refuses too rather than pickle code.
 For int8 weights and activations use quantize.torch.static (PT2E) or quantize.onnx.static.
