@@ -46,34 +46,12 @@ def _kernel(layer: Any) -> Any:
 
 def select_layers(model: Any, config: Any, pass_name: str) -> tuple[dict[str, Any], dict[str, str]]:
     """Prunable layers chosen by include / exclude, and why the others with weights were skipped."""
-    from compressor.passes.prune.magnitude import is_pattern, select_layers as by_pattern
+    from compressor.passes.prune.magnitude import choose_layers
 
     supported = {layer.name: layer for layer in model.layers if type(layer).__name__ in PRUNABLE}
-    skipped: dict[str, str] = {}
-    for layer in model.layers:
-        if layer.name in supported or not layer.weights:
-            continue
-        if layer.name in config.include and not is_pattern(layer.name):
-            raise PassError(
-                f"{pass_name} cannot prune layer '{layer.name}' of type {type(layer).__name__}; it prunes "
-                f"{', '.join(PRUNABLE)} layers. Remove '{layer.name}' from include."
-            )
-        skipped[layer.name] = f"unsupported type {type(layer).__name__}"
+    weighted = {layer.name: layer for layer in model.layers if layer.weights}
     names = {layer.name for layer in model.layers}
-    unknown = [p for p in config.include + config.exclude if not is_pattern(p) and p not in names]
-    if unknown:
-        raise PassError(
-            f"{pass_name} include/exclude names layer '{unknown[0]}', which the model does not have; "
-            f"layers it can prune: {', '.join(supported) or 'none'}."
-        )
-    chosen, not_selected = by_pattern(list(supported), config.include, config.exclude)
-    skipped.update(not_selected)
-    if not chosen:
-        raise PassError(
-            f"{pass_name} found no layer to prune (prunable layers: {list(supported) or 'none'}; "
-            f"include={config.include}, exclude={config.exclude}); widen include or narrow exclude."
-        )
-    return {n: supported[n] for n in chosen}, skipped
+    return choose_layers(supported, weighted, names, list(PRUNABLE), config, pass_name)
 
 
 def check_selection(artifact: Artifact, config: Any, pass_name: str) -> None:

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 from compressor.artifact import Artifact
-from compressor.errors import PassError
 
 
 def prunable_layers(module: Any) -> dict[str, Any]:
@@ -28,34 +27,12 @@ def select_prunable(module: Any, config: Any, pass_name: str,
     Layers with weights of a type the pass cannot prune (BatchNorm, Embedding, LayerNorm...) are
     skipped with that reason; naming one of them exactly in ``include`` is an error.
     """
-    from compressor.passes.prune.magnitude import is_pattern, select_layers
+    from compressor.passes.prune.magnitude import choose_layers
 
     supported = prunable_layers(module) if supported is None else supported
     kinds = sorted({type(m).__name__ for m in supported.values()}) or ["Conv", "Linear"]
-    skipped: dict[str, str] = {}
-    for name, layer in weighted_layers(module).items():
-        if name in supported:
-            continue
-        if name in config.include and not is_pattern(name):
-            raise PassError(
-                f"{pass_name} cannot prune layer '{name}' of type {type(layer).__name__}; it prunes "
-                f"{', '.join(kinds)} layers. Remove '{name}' from include."
-            )
-        skipped[name] = f"unsupported type {type(layer).__name__}"
-    unknown = [p for p in config.include + config.exclude if not is_pattern(p) and p not in dict(module.named_modules())]
-    if unknown:
-        raise PassError(
-            f"{pass_name} include/exclude names layer '{unknown[0]}', which the model does not have; "
-            f"layers it can prune: {', '.join(list(supported)[:12]) or 'none'}."
-        )
-    names, not_selected = select_layers(list(supported), config.include, config.exclude)
-    skipped.update(not_selected)
-    if not names:
-        raise PassError(
-            f"{pass_name} found no layer to prune (prunable layers: {list(supported) or 'none'}; "
-            f"include={config.include}, exclude={config.exclude}); widen include or narrow exclude."
-        )
-    return {n: supported[n] for n in names}, skipped
+    names = {n for n, _ in module.named_modules()}
+    return choose_layers(supported, weighted_layers(module), names, kinds, config, pass_name)
 
 
 def check_selection(artifact: Artifact, config: Any, pass_name: str) -> None:

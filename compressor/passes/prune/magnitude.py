@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from compressor.artifact import Artifact
+from compressor.errors import PassError
 from compressor.formats import Format
 from compressor.passes.base import Pass, PassConfig, PassContext, PassOutput
 
@@ -55,6 +56,40 @@ def select_layers(names: list[str], include: list[str], exclude: list[str]) -> t
         else:
             chosen.append(name)
     return chosen, skipped
+
+
+def choose_layers(supported: dict[str, Any], weighted: dict[str, Any], all_names: set[str], kinds: list[str],
+                  config: Any, pass_name: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The framework-neutral layer choice: ``supported`` layers picked by include / exclude.
+
+    ``weighted`` are all layers with weights; those of a type the pass cannot prune are skipped with
+    that reason, and naming one exactly in ``include`` is an error, as is naming a layer that does
+    not exist. Returns the chosen layers and, for every other weighted layer, why it was skipped.
+    """
+    skipped: dict[str, str] = {}
+    for name, layer in weighted.items():
+        if name in supported:
+            continue
+        if name in config.include and not is_pattern(name):
+            raise PassError(
+                f"{pass_name} cannot prune layer '{name}' of type {type(layer).__name__}; it prunes "
+                f"{', '.join(kinds)} layers. Remove '{name}' from include."
+            )
+        skipped[name] = f"unsupported type {type(layer).__name__}"
+    unknown = [p for p in config.include + config.exclude if not is_pattern(p) and p not in all_names]
+    if unknown:
+        raise PassError(
+            f"{pass_name} include/exclude names layer '{unknown[0]}', which the model does not have; "
+            f"layers it can prune: {', '.join(list(supported)[:12]) or 'none'}."
+        )
+    chosen, not_selected = select_layers(list(supported), config.include, config.exclude)
+    skipped.update(not_selected)
+    if not chosen:
+        raise PassError(
+            f"{pass_name} found no layer to prune (prunable layers: {list(supported) or 'none'}; "
+            f"include={config.include}, exclude={config.exclude}); widen include or narrow exclude."
+        )
+    return {n: supported[n] for n in chosen}, skipped
 
 
 def polynomial_sparsity(final: float, step: int, total: int, initial: float = 0.0, power: int = 3) -> float:
