@@ -28,6 +28,13 @@ def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
     return lines
 
 
+def _speedup_text(check: dict[str, Any]) -> str:
+    text = f"{check['speedup']:.2f}x"
+    if "recovered_by_later_steps" in check:
+        text += f" (the variant's last step: {check['recovered_by_later_steps']:.2f}x this input)"
+    return text
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The whole report as Markdown."""
     ref, metric = results["reference"], results["metric"]["name"]
@@ -57,7 +64,7 @@ def markdown(results: dict[str, Any]) -> str:
         out += ["", "## Speed checks", "", "Each compression step against its own input, same target and batch.", ""]
         out += _table(["variant", "step", "target", "batch", "input p50", "p50", "speed-up"],
                       [[n, f"{c['step']} {c['pass']}", c["target"], c["batch_size"], c["parent_p50_ms"], c["p50_ms"],
-                        f"{c['speedup']:.2f}x"] for n, c in checks])
+                        _speedup_text(c)] for n, c in checks])
     warnings = [(v["name"], w) for v in results["variants"] for w in v.get("warnings", [])]
     if warnings or results.get("skipped_targets"):
         out += ["", "## Warnings", ""]

@@ -131,3 +131,23 @@ def test_cli_bench(run_dir: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "compressor.cli", "bench", str(model), "--batch", "x"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "--batch 'x'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_slow_step_that_a_later_step_recovers_is_recorded_not_flagged() -> None:
+    from types import SimpleNamespace
+
+    from compressor.measurements import speed_checks
+
+    def art(sha: str) -> SimpleNamespace:
+        return SimpleNamespace(sha256=sha)
+
+    def bench(p50: float) -> list[dict]:
+        return [{"runtime": "onnxruntime", "device": "cpu", "batch_size": 32, "p50_ms": p50}]
+
+    ledger = [{"pass": "quantize.onnx.static", "config": {}}, {"pass": "optimize.onnx", "config": {}}]
+    chain = [art("fp32"), art("qdq"), art("baked")]
+    outcome = SimpleNamespace(ledger=ledger, chain=chain, artifact=chain[-1])
+    checks, warnings = speed_checks(outcome, {"fp32": bench(2.4), "qdq": bench(2.8), "baked": bench(1.0)})
+    assert warnings == [] and checks[0]["speedup"] < 0.95 and checks[0]["recovered_by_later_steps"] == 2.4
+    _, warnings = speed_checks(outcome, {"fp32": bench(2.4), "qdq": bench(2.8), "baked": bench(2.7)})
+    assert len(warnings) == 1 and "step 1 (quantize.onnx.static)" in warnings[0]
