@@ -56,6 +56,7 @@ class VariantOutcome:
     chain: list[Artifact] = field(default_factory=list)  # reference, then each pass's output
     error: str | None = None
     traceback: str | None = None  # for failures that were not CompressorErrors (bugs, library errors)
+    bad_input: bool = False  # a pass refused its input in check(), before any work
 
 
 class Runner:
@@ -72,6 +73,8 @@ class Runner:
         self.metric = get_metric(self.spec.metric)
         self.data: DataBundle | None = None
         self.evaluator: Evaluator | None = None
+        self.reference: Artifact | None = None
+        self.reference_metric: float | None = None
 
     # ------------------------------------------------------------------ reference
     def load_reference(self) -> Artifact:
@@ -106,7 +109,7 @@ class Runner:
         config = p.config.model_dump(mode="json")
         parts = ["pass", parent.sha256, p.name, p.version, config, data, self.spec.seed]
         if getattr(p, "uses_budget", False):  # accuracy-aware passes aim at the budget and reference
-            parts += [self.spec.budget.max_drop, getattr(self, "reference_metric", None)]
+            parts += [self.spec.budget.max_drop, self.reference_metric]
         return cache_key(*parts)
 
     def apply(self, parent: Artifact, p: Pass, variant: str, index: int) -> StepResult:
@@ -118,7 +121,7 @@ class Runner:
         else:
             self.on_event("pass_start", variant=variant, index=index, name=p.name)
             ctx = PassContext(self.data, self.evaluator, seed=self.spec.seed, max_drop=self.spec.budget.max_drop,
-                              reference_metric=getattr(self, "reference_metric", None),
+                              reference_metric=self.reference_metric,
                               progress=lambda msg: self.on_event("pass_progress", variant=variant, name=p.name, message=msg))
             try:
                 p.check(parent, ctx)
@@ -189,7 +192,7 @@ class Runner:
             outcome.artifact = current
         except CompressorError as exc:
             outcome.error = f"step {len(outcome.ledger) + 1} ({passes[len(outcome.ledger)].name}): {exc}"
-            outcome.bad_input = getattr(exc, "bad_input", False)  # type: ignore[attr-defined]
+            outcome.bad_input = getattr(exc, "bad_input", False)
         except Exception as exc:  # a bug or a library failure: keep the other variants going
             log.debug("variant %s failed", name, exc_info=True)
             detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
@@ -230,7 +233,7 @@ class Runner:
             v: dict[str, Any] = {"name": o.name, "passes": o.passes, "ledger": o.ledger, "status": "ok"}
             if o.error:
                 v.update(status="failed", error=o.error)
-                if getattr(o, "bad_input", False):
+                if o.bad_input:
                     v["bad_input"] = True
             if o.artifact is not None:
                 a = o.artifact
