@@ -14,7 +14,7 @@ import numpy as np
 
 from backends.base import Runtime, Session
 from compressor.artifact import BATCH, Signature, TensorSpec
-from compressor.errors import ModelLoadError, RuntimeUnavailableError
+from compressor.errors import ModelLoadError, RuntimeUnavailableError, first_line
 
 _QUANTIZED = (np.int8, np.uint8, np.int16)
 
@@ -26,7 +26,7 @@ def _open_interpreter(path: Path, threads: int = 1, xnnpack: bool = True) -> Any
     try:
         return Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
     except (ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, 200)
         raise ModelLoadError(
             f"LiteRT could not load '{path}': {first}. The file is truncated or not a TFLite model; "
             f"convert it again (convert.tflite)."
@@ -146,5 +146,5 @@ class LiteRtRuntime(Runtime):
         try:
             return LiteRtSession(interpreter)
         except (ValueError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0][:200]
+            first = first_line(exc, 200)
             raise ModelLoadError(f"LiteRT could not prepare '{artifact.path}': {first}.") from None

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from backends.base import Runtime, Session
-from compressor.errors import ModelLoadError, RuntimeUnavailableError
+from compressor.errors import ModelLoadError, RuntimeUnavailableError, first_line
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -81,7 +81,7 @@ class OnnxRuntime(Runtime):
         try:
             session = ort.InferenceSession(str(artifact.path), opts, providers=PROVIDERS[device])
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types
-            first = str(exc).strip().splitlines()[0][:300]
+            first = first_line(exc, 300)
             raise ModelLoadError(
                 f"onnxruntime could not load '{artifact.path}': {first}. Check that the file is a "
                 f"complete, valid model (re-export it)."

@@ -21,7 +21,7 @@ import numpy as np
 
 from backends.base import Runtime, Session
 from compressor.artifact import BATCH, Signature, TensorSpec
-from compressor.errors import ModelLoadError
+from compressor.errors import ModelLoadError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def _h5_attrs(path: Path) -> dict[str, Any]:
             return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in fh.attrs.items()}
     except OSError as exc:
         raise ModelLoadError(
-            f"'{path}' is not a readable HDF5 (.h5) Keras file ({str(exc).splitlines()[0][:120]}); "
+            f"'{path}' is not a readable HDF5 (.h5) Keras file ({first_line(exc, 120)}); "
             f"it may be truncated: save the model again."
         ) from None
 
@@ -117,7 +117,7 @@ def load_keras(path: Path, generation: str | None = None, custom: str | None = N
     except ModelLoadError:
         raise
     except Exception as exc:
-        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        detail = first_line(exc, 200)
         hint = ("it was written by Keras 3; load it with 'import keras'" if generation == KERAS3
                 else "it was written by tf-keras (Keras 2); tf_keras must be installed")
         raise ModelLoadError(f"cannot load Keras model '{path}' ({hint}): {detail}.") from None
@@ -176,7 +176,7 @@ def load_saved_model(path: Path) -> tuple[Any, Any]:
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as exc:
-        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        detail = first_line(exc, 200)
         raise ModelLoadError(f"cannot load SavedModel '{path}': {detail}; export it again.") from None
     signatures = dict(getattr(loaded, "signatures", {}) or {})
     if "serving_default" not in signatures:

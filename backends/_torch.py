@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from backends.base import Runtime, Session
-from compressor.errors import ModelLoadError, RuntimeUnavailableError
+from compressor.errors import ModelLoadError, RuntimeUnavailableError, first_line
 
 MODEL_JSON = "model.json"
 WEIGHTS = "weights.safetensors"
@@ -44,7 +44,7 @@ def load_module(path: Path) -> Any:
     except Exception as exc:
         raise ModelLoadError(
             f"weights in '{path / WEIGHTS}' do not fit factory '{desc['factory']}': "
-            f"{str(exc).splitlines()[0][:300]}. Check model.factory and model.kwargs."
+            f"{first_line(exc, 300)}. Check model.factory and model.kwargs."
         ) from None
     for step in desc.get("post_load", []):  # deterministic rewrites, by name from a fixed table
         if step.get("name") not in POST_LOAD:
@@ -69,7 +69,7 @@ def load_exported(path: Path) -> Any:
     try:
         return torch.export.load(str(path)).module()
     except Exception as exc:
-        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        detail = first_line(exc, 300)
         raise ModelLoadError(f"cannot load exported program '{path}': {detail}") from None
 
 
@@ -96,7 +96,7 @@ def save_exported(module: Any, signature: Any, path: Path) -> Path:
     try:
         program = torch.export.export(module, args, dynamic_shapes=tuple({0: batch} for _ in args))
     except Exception as exc:
-        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        detail = first_line(exc, 300)
         raise ModelLoadError(f"torch.export could not capture the model ({detail}); save it as a factory instead.") from None
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.export.save(program, str(path))

@@ -53,6 +53,15 @@ class RuntimeUnavailableError(CompressorError):
     """A runtime or device is not installed or not present on this machine."""
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message, cut to ``limit``; its type name when it has none.
+
+    Library errors often carry pages of text; a CompressorError quotes one line of it.
+    """
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__
+
+
 def did_you_mean(value: str, choices: Iterable[str]) -> str:
     """Return ' Did you mean 'x'?' for the closest choice, or '' when nothing is close."""
     close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.6)

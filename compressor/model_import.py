@@ -14,7 +14,7 @@ import numpy as np
 
 from compressor.artifact import BATCH, Artifact, Signature, TensorSpec, content_sha256
 from compressor.cache import Cache, cache_key
-from compressor.errors import ModelLoadError
+from compressor.errors import ModelLoadError, first_line
 from compressor.formats import Format
 
 IMPORTER_VERSION = 1
@@ -100,7 +100,7 @@ def import_torch_factory(spec: Any, resolve: Any, sample: np.ndarray | dict[str,
             module.load_state_dict(load_file(str(weights)), strict=True)
         except Exception as exc:
             raise ModelLoadError(
-                f"weights '{weights}' do not fit factory '{spec.factory}': {str(exc).splitlines()[0][:200]}; "
+                f"weights '{weights}' do not fit factory '{spec.factory}': {first_line(exc, 200)}; "
                 f"check model.kwargs or retrain."
             ) from None
     signature = _torch_signature(module, sample)

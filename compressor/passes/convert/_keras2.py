@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from compressor.artifact import Artifact
-from compressor.errors import ConversionError
+from compressor.errors import ConversionError, first_line
 
 # keyword arguments every tf-keras layer takes besides its own (Layer.__init__'s allowed_kwargs)
 LAYER_KWARGS = {"name", "trainable", "dtype", "dynamic", "input_dim", "input_shape", "batch_input_shape",
@@ -127,7 +127,7 @@ def to_tf_keras(artifact: Artifact, out_path: Path) -> dict[str, Any]:
         rebuilt = (tf_keras.Sequential if kind == "Sequential" else tf_keras.Model).from_config(config)
         rebuilt.set_weights(model.get_weights())
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:250] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, 250)
         raise ConversionError(
             f"keras3 -> tf_keras: tf-keras cannot rebuild this model ({first}); save it with tf_keras "
             f"(import tf_keras; ...; model.save('model.h5')) and use that file as the input."

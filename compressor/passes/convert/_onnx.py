@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from compressor.artifact import BATCH, Artifact, Signature, TensorSpec
-from compressor.errors import ConversionError, ModelLoadError
+from compressor.errors import ConversionError, ModelLoadError, first_line
 
 _DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
            "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8", "tensor(uint8)": "uint8",
@@ -30,7 +30,7 @@ def export_ort(artifact: Artifact, config: Any, path: Path) -> dict[str, Any]:
     try:
         ort.InferenceSession(str(artifact.path), opts, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:300]
+        first = first_line(exc, 300)
         raise ConversionError(
             f"onnx -> ort failed: {first}. Check the ONNX model loads in onnxruntime (compressor inspect), "
             f"or try optimization: basic."
@@ -54,7 +54,7 @@ def ort_signature(path: Path, layout: str = "NCHW") -> Signature:
     try:
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:200]
+        first = first_line(exc, 200)
         raise ModelLoadError(f"onnxruntime cannot load '{path}': {first}; the file is truncated or not an ORT model.") from None
 
     def spec(arg: Any) -> TensorSpec:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from compressor.artifact import BATCH, Artifact, Signature, TensorSpec
-from compressor.errors import ConversionError
+from compressor.errors import ConversionError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def export_onnx(artifact: Artifact, config: Any, path: Path) -> Signature:
                 opset_version=config.opset, **kwargs,
             )
     except Exception as exc:
-        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        detail = first_line(exc, 300)
         raise ConversionError(
             f"torch -> onnx export failed ({config.exporter} exporter, opset {config.opset}): {detail}. "
             f"Try exporter: {'torchscript' if config.exporter == 'dynamo' else 'dynamo'} or another opset."

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from compressor.artifact import Artifact
-from compressor.errors import PassError
+from compressor.errors import PassError, first_line
 
 
 def load_teacher(artifact: Artifact) -> Any:
@@ -70,7 +70,7 @@ def check_student(artifact: Artifact, config: Any, seed: int) -> None:
             out = student.eval()(*args)
     except Exception as exc:
         raise PassError(f"distill.kd student '{factory}' ({kwargs}) cannot run on the teacher's input "
-                        f"{[list(a.shape) for a in args]}: {str(exc).splitlines()[0][:200]}") from None
+                        f"{[list(a.shape) for a in args]}: {first_line(exc, 200)}") from None
     expected = artifact.signature.outputs[0].shape[1:] if artifact.signature.outputs else None
     if expected is not None and tuple(out.shape[1:]) != tuple(expected):
         raise PassError(

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from compressor.errors import ModelLoadError
+from compressor.errors import ModelLoadError, first_line
 
 
 def load_onnx(path: Path, load_weights: bool = True) -> Any:
@@ -23,7 +23,7 @@ def load_onnx(path: Path, load_weights: bool = True) -> Any:
     try:
         onnx.checker.check_model(model) if load_weights else None
     except Exception as exc:
-        raise ModelLoadError(f"'{path}' fails the ONNX checker: {str(exc).splitlines()[0][:200]}; re-export it.") from None
+        raise ModelLoadError(f"'{path}' fails the ONNX checker: {first_line(exc, 200)}; re-export it.") from None
     return model
 
 

@@ -13,7 +13,7 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any
 
-from compressor.errors import PassError
+from compressor.errors import PassError, first_line
 
 
 @dataclass
@@ -69,7 +69,7 @@ class ChannelGraph:
         try:
             self.gm = torch.fx.symbolic_trace(module)
         except Exception as exc:
-            detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            detail = first_line(exc, 200)
             raise PassError(
                 f"prune.structured cannot trace the model with torch.fx ({detail}); data-dependent control flow "
                 f"is not traceable. Use prune.magnitude or prune.nm, or make forward() traceable."

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from compressor.errors import DataError, PassError, did_you_mean
+from compressor.errors import DataError, PassError, did_you_mean, first_line
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def preprocess(src: Path, dst: Path) -> Path:
                 quant_pre_process(str(src.resolve()), str(dst.resolve()), **kwargs)
             return dst
         except Exception as exc:  # record why, try the next setting
-            log.info("quant_pre_process(%s) failed: %s", kwargs, str(exc).splitlines()[0][:200] if str(exc) else exc)
+            log.info("quant_pre_process(%s) failed: %s", kwargs, first_line(exc, 200))
     log.warning("quant_pre_process failed; quantizing the unprocessed model")
     return src
 
@@ -247,7 +247,7 @@ class StaticQuantizer:
                 quantize_static(str(self.model_in), str(dst), reader, nodes_to_exclude=nodes or None,
                                 calibration_cache_path=str(self.cache), **self.options)
         except (ValueError, RuntimeError) as exc:
-            detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            detail = first_line(exc, 300)
             raise PassError(f"pass '{self.pass_name}': onnxruntime's quantizer failed: {detail}.") from None
         return dst
 
@@ -359,7 +359,7 @@ def quantize_weight_only(src: Path, dst: Path, config: Any, split: Any = None, s
         with _quiet():
             quantizer.process()
     except Exception as exc:  # the quantizers raise ValueError / RuntimeError / AssertionError
-        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        detail = first_line(exc, 300)
         raise PassError(
             f"pass 'quantize.onnx.weight_only': the {config.algorithm} quantizer failed ({detail}); "
             f"try block_size 32 or 64, or symmetric: true."

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from compressor.artifact import Artifact
-from compressor.errors import PassError
+from compressor.errors import PassError, first_line
 
 MODEL_FILE = "model.h5"
 
@@ -31,7 +31,7 @@ def quantization_aware_training(artifact: Artifact, config: Any, ctx: Any, out_d
     try:
         qat = tfmot.quantization.keras.quantize_model(model)
     except (ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0][:250]
+        first = first_line(exc, 250)
         raise PassError(
             f"quantize.keras.qat: tfmot cannot wrap this model for QAT ({first}); it supports Sequential and "
             f"Functional tf-keras models of built-in layers."
