@@ -9,10 +9,10 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 
-from backends.base import Runtime, Session
+from backends.base import Runtime, Session, package_installed
 from compressor.errors import ConfigError, RuntimeUnavailableError, unknown_name
 
-__all__ = ["Runtime", "Session", "RUNTIMES", "get_runtime", "parse_target", "Target", "default_runtime"]
+__all__ = ["Runtime", "Session", "package_installed", "RUNTIMES", "get_runtime", "parse_target", "Target", "default_runtime"]
 
 RUNTIMES: dict[str, str] = {
     "onnxruntime": "backends._onnx:OnnxRuntime",
@@ -76,11 +76,3 @@ def default_runtime(fmt: str) -> Runtime:
             f"runtime '{name}' (needed for '{fmt}' models) is not installed; {runtime.install_hint}."
         )
     return runtime
-
-
-def package_installed(name: str) -> bool:
-    """Whether a top-level package can be imported, without importing it."""
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False

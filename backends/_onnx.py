@@ -7,18 +7,13 @@ import numpy as np
 
 from backends.base import Runtime, Session
 from compressor.errors import ModelLoadError, RuntimeUnavailableError, first_line
+from compressor.frameworks._onnx import session_options
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
     "openvino": ["OpenVINOExecutionProvider", "CPUExecutionProvider"],
-}
-
-_ORT_DTYPES = {
-    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-    "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8",
-    "tensor(uint8)": "uint8", "tensor(bool)": "bool",
 }
 
 
@@ -51,24 +46,6 @@ class OnnxRuntime(Runtime):
         have = set(ort.get_available_providers())
         return [d for d, providers in PROVIDERS.items() if providers[0] in have]
 
-    def session_options(self, threads: int, optimization: str = "all", profile: bool = False) -> Any:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = {
-            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[optimization]
-        opts.log_severity_level = 3
-        if profile:
-            opts.enable_profiling = True
-        return opts
-
     def open(self, artifact: Any, device: str = "cpu", threads: int = 1, **options: Any) -> OnnxSession:
         import onnxruntime as ort
 
@@ -77,7 +54,7 @@ class OnnxRuntime(Runtime):
                 f"onnxruntime has no '{device}' provider here (available: "
                 f"{', '.join(ort.get_available_providers())}); install onnxruntime-gpu or use onnxruntime:cpu."
             )
-        opts = self.session_options(threads, options.get("optimization", "all"), options.get("profile", False))
+        opts = session_options(threads, options.get("optimization", "all"), options.get("profile", False))
         try:
             session = ort.InferenceSession(str(artifact.path), opts, providers=PROVIDERS[device])
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/... types

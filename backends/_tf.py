@@ -9,229 +9,33 @@ the ``TF_USE_LEGACY_KERAS`` environment variable (importing tfmot sets it proces
 """
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import os
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from backends.base import Runtime, Session
-from compressor.artifact import BATCH, Signature, TensorSpec
-from compressor.errors import ModelLoadError, first_line
+from compressor.frameworks._tf import (
+    KERAS3,
+    TFMOT_QAT,
+    keras_call,
+    keras_generation,
+    load_keras,
+    load_saved_model,
+    quiet_tensorflow,
+)
 
 log = logging.getLogger(__name__)
-
-KERAS3 = "keras3"
-TF_KERAS = "tf_keras"
-TFMOT_QAT = "tfmot_qat"  # meta["keras_custom"]: the model holds tfmot quantize wrappers
-
-
-def quiet_tensorflow() -> None:
-    """Keep TensorFlow's C++ info lines off the console (set before the first TF import)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 # ---------------------------------------------------------------- which Keras wrote a file
 
-def _h5_attrs(path: Path) -> dict[str, Any]:
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as fh:
-            return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in fh.attrs.items()}
-    except OSError as exc:
-        raise ModelLoadError(
-            f"'{path}' is not a readable HDF5 (.h5) Keras file ({first_line(exc, 120)}); "
-            f"it may be truncated: save the model again."
-        ) from None
-
-
-def _keras_zip_metadata(path: Path) -> dict[str, Any]:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return json.loads(zf.read("metadata.json"))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError):
-        raise ModelLoadError(
-            f"'{path}' is not a valid .keras archive (a zip with metadata.json); it may be truncated "
-            f"or not a Keras file: save the model again with model.save('model.keras')."
-        ) from None
-
-
-def keras_generation(path: Path) -> str:
-    """``keras3`` or ``tf_keras``: the Keras generation that wrote the file at ``path``."""
-    path = Path(path)
-    if path.suffix.lower() == ".h5":
-        attrs = _h5_attrs(path)
-        version = str(attrs.get("keras_version", ""))
-        if "model_config" not in attrs:
-            raise ModelLoadError(
-                f"'{path}' holds no model config (weights only?); save the whole model "
-                f"(model.save('model.h5')), not only its weights."
-            )
-    else:
-        version = str(_keras_zip_metadata(path).get("keras_version", ""))
-    if not version[:1].isdigit():
-        raise ModelLoadError(f"'{path}' does not say which Keras version wrote it; save it again with Keras.")
-    return KERAS3 if int(version.split(".")[0]) >= 3 else TF_KERAS
-
-
-def _refuse_lambda(path: Path) -> None:
-    """Loading an .h5 Lambda layer runs Python code stored in the file; we never do that."""
-    config = _h5_attrs(path).get("model_config", "")
-    if '"class_name": "Lambda"' in str(config):
-        raise ModelLoadError(
-            f"'{path}' contains a Lambda layer, whose Python code would run on load; replace it with a "
-            f"built-in or registered layer, or save the model in the .keras format (safe mode)."
-        )
-
-
-def _tfmot_scope() -> Any:
-    from tensorflow_model_optimization.quantization.keras import quantize_scope
-
-    return quantize_scope()
-
-
-def load_keras(path: Path, generation: str | None = None, custom: str | None = None) -> Any:
-    """Load a Keras model with the generation that wrote it (no compile, safe mode)."""
-    quiet_tensorflow()
-    path = Path(path)
-    generation = generation or keras_generation(path)
-    if path.suffix.lower() == ".h5":
-        _refuse_lambda(path)
-    try:
-        if generation == KERAS3:
-            import keras
-
-            return keras.saving.load_model(str(path), compile=False, safe_mode=True)
-        import tf_keras
-
-        scope = _tfmot_scope() if custom == TFMOT_QAT else contextlib.nullcontext()
-        with scope:
-            if path.suffix.lower() == ".h5":
-                return tf_keras.models.load_model(str(path), compile=False)
-            return tf_keras.models.load_model(str(path), compile=False, safe_mode=True)
-    except ModelLoadError:
-        raise
-    except Exception as exc:
-        detail = first_line(exc, 200)
-        hint = ("it was written by Keras 3; load it with 'import keras'" if generation == KERAS3
-                else "it was written by tf-keras (Keras 2); tf_keras must be installed")
-        raise ModelLoadError(f"cannot load Keras model '{path}' ({hint}): {detail}.") from None
-
-
-def save_keras(model: Any, path: Path) -> Path:
-    """Save a Keras model (either generation) to ``path`` (.keras or .h5)."""
-    import warnings
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tf-keras calls .h5 "legacy"; it is what tfmot models load from
-        model.save(str(path), include_optimizer=False)
-    return path
-
 
 # ---------------------------------------------------------------- signatures
 
-def _dtype_name(dtype: Any) -> str:
-    return str(getattr(dtype, "name", dtype))
-
-
-def keras_signature(model: Any) -> Signature:
-    """Input/output names, shapes and dtypes of a built Keras model; NHWC for 4-D inputs."""
-    try:
-        inputs, outputs = list(model.inputs), list(model.outputs)
-    except (AttributeError, ValueError):
-        inputs, outputs = [], []
-    if not inputs:
-        raise ModelLoadError(
-            "the Keras model has no known inputs (a subclassed model that was never built?); "
-            "use a Sequential model with keras.Input(...) or a Functional model."
-        )
-
-    def spec(tensor: Any, name: str) -> TensorSpec:
-        shape = tuple(tensor.shape)
-        dims = (BATCH, *[d if d is not None else f"dim{i + 1}" for i, d in enumerate(shape[1:])])
-        return TensorSpec(name, dims, _dtype_name(tensor.dtype))
-
-    in_specs = tuple(spec(t, _tensor_name(t, f"input_{i}")) for i, t in enumerate(inputs))
-    out_specs = tuple(spec(t, "output" if len(outputs) == 1 else f"output_{i}") for i, t in enumerate(outputs))
-    layout = "NHWC" if any(len(s.shape) == 4 for s in in_specs) else "NCHW"
-    return Signature(in_specs, out_specs, layout)
-
-
-def _tensor_name(tensor: Any, default: str) -> str:
-    name = str(getattr(tensor, "name", "") or default)
-    return name.split(":")[0].replace("/", "_") or default
-
-
-def load_saved_model(path: Path) -> tuple[Any, Any]:
-    """Load a SavedModel folder; return (the loaded object, its serving_default function)."""
-    quiet_tensorflow()
-    import tensorflow as tf
-
-    try:
-        loaded = tf.saved_model.load(str(path))
-    except Exception as exc:
-        detail = first_line(exc, 200)
-        raise ModelLoadError(f"cannot load SavedModel '{path}': {detail}; export it again.") from None
-    signatures = dict(getattr(loaded, "signatures", {}) or {})
-    if "serving_default" not in signatures:
-        found = ", ".join(signatures) or "none"
-        raise ModelLoadError(
-            f"SavedModel '{path}' has no 'serving_default' signature (signatures: {found}), so its inputs "
-            f"cannot be read; export it with model.export(dir) (Keras 3) or "
-            f"tf.saved_model.save(model, dir, signatures=fn.get_concrete_function(spec))."
-        )
-    return loaded, signatures["serving_default"]
-
-
-def saved_model_signature(path: Path) -> Signature:
-    """The serving_default signature's inputs and outputs; NHWC for 4-D image-like inputs."""
-    _, fn = load_saved_model(path)
-    in_specs = fn.structured_input_signature[1]
-    out_specs = fn.structured_outputs
-
-    def spec(name: str, ts: Any) -> TensorSpec:
-        shape = ts.shape.as_list() if ts.shape.rank is not None else []
-        dims = tuple(BATCH if i == 0 else (d if d is not None else f"dim{i}") for i, d in enumerate(shape))
-        return TensorSpec(name, dims, ts.dtype.name)
-
-    inputs = tuple(spec(n, ts) for n, ts in sorted(in_specs.items()))
-    outputs = tuple(spec(n, ts) for n, ts in sorted(out_specs.items()))
-    return Signature(inputs, outputs, _guess_layout(inputs))
-
-
-def _guess_layout(inputs: tuple[TensorSpec, ...]) -> str:
-    """TensorFlow's convention is NHWC; call a 4-D input NCHW only when it plainly is (1/3 channels first)."""
-    for s in inputs:
-        if len(s.shape) == 4:
-            c_first, c_last = s.shape[1], s.shape[3]
-            if c_first in (1, 3) and isinstance(c_last, int) and c_last > 4:
-                return "NCHW"
-            return "NHWC"
-    return "NCHW"
-
 
 # ---------------------------------------------------------------- the runtime
-
-def preimport(artifact: Any) -> None:
-    """Import what opening ``artifact`` needs, so a measurement's cold start does not count imports."""
-    quiet_tensorflow()
-    import tensorflow  # noqa: F401
-
-    if str(artifact.format) == "keras":
-        generation = artifact.meta.get("keras") or keras_generation(Path(artifact.path))
-        if generation == KERAS3:
-            import keras  # noqa: F401
-        else:
-            import tf_keras  # noqa: F401
-        if artifact.meta.get("keras_custom") == TFMOT_QAT:
-            import tensorflow_model_optimization  # noqa: F401
-
 
 def set_threads(threads: int) -> None:
     """Pin TensorFlow's thread pools; only possible before TF runs its first op in this process."""
@@ -244,22 +48,6 @@ def set_threads(threads: int) -> None:
         # Already initialised (evaluation in the main process). Measurements run in a fresh
         # process with TF_NUM_INTRAOP_THREADS set, where this call takes effect.
         log.debug("TensorFlow threads already fixed for this process; keeping them")
-
-
-def keras_call(model: Any, signature: Signature) -> Any:
-    """A tf.function running ``model`` in inference mode with a symbolic batch dimension."""
-    import tensorflow as tf
-
-    specs = [tf.TensorSpec([None, *[d if isinstance(d, int) else None for d in s.shape[1:]]], s.dtype, name=s.name)
-             for s in signature.inputs]
-
-    def call(*xs: Any) -> Any:
-        out = model(xs[0] if len(xs) == 1 else list(xs), training=False)
-        if isinstance(out, dict):
-            return [out[k] for k in sorted(out)]
-        return list(out) if isinstance(out, (list, tuple)) else [out]
-
-    return tf.function(call, input_signature=specs)
 
 
 class TfSession(Session):
@@ -290,6 +78,20 @@ class TensorflowRuntime(Runtime):
     devices = ("cpu",)
     package = "tensorflow"
     install_hint = "pip install 'compressor[tf]'"
+
+    def preload(self, artifact: Any) -> None:
+        """Import what opening ``artifact`` needs, so a measurement's cold start does not count imports."""
+        quiet_tensorflow()
+        import tensorflow  # noqa: F401
+
+        if str(artifact.format) == "keras":
+            generation = artifact.meta.get("keras") or keras_generation(Path(artifact.path))
+            if generation == KERAS3:
+                import keras  # noqa: F401
+            else:
+                import tf_keras  # noqa: F401
+            if artifact.meta.get("keras_custom") == TFMOT_QAT:
+                import tensorflow_model_optimization  # noqa: F401
 
     def open(self, artifact: Any, device: str = "cpu", threads: int = 1, **options: Any) -> TfSession:
         quiet_tensorflow()

@@ -9,6 +9,16 @@ if TYPE_CHECKING:
     from compressor.artifact import Artifact
 
 
+def package_installed(name: str) -> bool:
+    """Whether a top-level package can be imported, without importing it."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 class Session:
     """An opened model. ``run`` takes named numpy arrays and returns the outputs as numpy arrays."""
 
@@ -41,8 +51,6 @@ class Runtime:
 
     def is_available(self) -> bool:
         """Whether the runtime's package is installed (looked up, not imported)."""
-        from backends import package_installed
-
         return package_installed(self.package)
 
     def available_devices(self) -> list[str]:
@@ -56,6 +64,12 @@ class Runtime:
             return version(self.package)
         except PackageNotFoundError:
             return None
+
+    def preload(self, artifact: Artifact) -> None:
+        """Import what opening ``artifact`` needs, so a measurement's cold start does not count imports."""
+        import importlib
+
+        importlib.import_module(self.package)
 
     def can_run(self, fmt: str) -> bool:
         return str(fmt) in self.formats

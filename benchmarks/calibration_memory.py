@@ -60,11 +60,11 @@ class StreamedSplit:
 
 def child(model: str, n: int, method: str, setting: str) -> None:
     """Calibrate + quantize in this process, print peak RSS as JSON."""
-    from benchmarks.worker import _rss_mb
     from compressor.data import Split
-    from compressor.passes.convert._torch import onnx_signature
+    from compressor.frameworks._onnx import onnx_signature
+    from compressor.measure.worker import _rss_mb
     from compressor.passes.quantize._onnx import StaticQuantizer
-    from compressor.registry import build_pass
+    from compressor.passes.registry import build_pass
 
     split = StreamedSplit(n)
     if setting == "in memory":
@@ -80,8 +80,8 @@ def child(model: str, n: int, method: str, setting: str) -> None:
 
 
 def fp32_model(out: Path) -> Path:
-    from compressor.pipeline import load_pipeline
-    from compressor.runner import run_pipeline
+    from compressor import run_pipeline
+    from compressor.run.pipeline import load_pipeline
     from samples.digits_cnn.train import ensure_weights
 
     ensure_weights()
@@ -92,7 +92,7 @@ def fp32_model(out: Path) -> Path:
 
 
 def main() -> None:
-    from benchmarks.compare import markdown_table
+    from benchmarks.suite import markdown_table
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", default="minmax,entropy,percentile,distribution")

@@ -36,9 +36,9 @@ def variants(finetune_epochs: int, lr: float) -> dict[str, list[Any]]:
 
 def run_model(name: str, factory: str, out: Path, dense_epochs: int, finetune_epochs: int, lr: float) -> list[list[Any]]:
     from benchmarks.mnist_models import mnist_bundle, train_dense
-    from compressor.pipeline import parse_pipeline
-    from compressor.registry import load_attr
-    from compressor.runner import run_pipeline
+    from compressor import run_pipeline
+    from compressor.code import load_attr
+    from compressor.run.pipeline import parse_pipeline
 
     weights = out / f"{factory.rsplit(':', 1)[1]}.safetensors"
     dense_acc = train_dense(load_attr(factory)(), mnist_bundle(), dense_epochs, lr=1e-3, out=weights)
@@ -65,7 +65,7 @@ def run_model(name: str, factory: str, out: Path, dense_epochs: int, finetune_ep
 
 
 def main() -> None:
-    from benchmarks.compare import markdown_table
+    from benchmarks.suite import markdown_table
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dense-epochs", type=int, default=20)

@@ -87,9 +87,9 @@ def train_student(fit_split: Any, hidden: list[int], schedule: list[tuple[int, f
     import torch
 
     from benchmarks.mnist_models import MLP, signature
+    from compressor.passes._torch_fit import fit
     from compressor.passes.distill._torch import train_student as distil
     from compressor.passes.distill.kd import DistillConfig
-    from compressor.passes.train._torch import fit
 
     torch.manual_seed(seed)
     student = MLP(hidden=tuple(hidden))
@@ -110,8 +110,8 @@ def recovered(kd: float, base: float, teacher: float) -> float:
 def main() -> None:
     import torch
 
-    from benchmarks.compare import markdown_table
     from benchmarks.mnist_models import MLP, accuracy, mnist_bundle, train_dense
+    from benchmarks.suite import markdown_table
     from compressor.data import split_indices
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

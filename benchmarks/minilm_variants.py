@@ -20,8 +20,8 @@ SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "minilm"
 
 def build(out: Path, variants: list[str] | None) -> dict[str, Path]:
     """Run the sample pipeline without its own benchmarks; return variant -> ONNX path."""
-    from compressor.pipeline import load_pipeline
-    from compressor.runner import run_pipeline
+    from compressor import run_pipeline
+    from compressor.run.pipeline import load_pipeline
 
     pipeline = load_pipeline(SAMPLE / "pipeline.yaml")
     if variants:
@@ -51,8 +51,9 @@ def embed(session: object, data: dict[str, np.ndarray], batch: int = 32) -> np.n
 
 
 def main() -> None:
-    from benchmarks.compare import interleaved_p50, markdown_table, ort_session
-    from benchmarks.environment import cpu_info
+    from benchmarks.suite import markdown_table, ort_session
+    from compressor.measure.compare import interleaved_p50
+    from compressor.measure.environment import cpu_info
     from compressor.metrics import cosine_rows
     from samples.minilm.data import load
     from samples.minilm.metrics import centroid_accuracy

@@ -64,7 +64,7 @@ class MLP(nn.Module):
 def mnist_bundle(seed: int = 0) -> Any:
     """The 5,000 bundled MNIST digits: 3,750 train, 1,250 held-out test (stratified, seeded)."""
     from compressor.data import load_bundle
-    from compressor.pipeline import DataSpec
+    from compressor.run.pipeline import DataSpec
 
     return load_bundle(DataSpec(source="mnist", seed=seed))
 
@@ -95,7 +95,7 @@ def train_dense(module: nn.Module, data: Any, epochs: int, lr: float = 1e-3, see
     """
     from safetensors.torch import save_file
 
-    from compressor.passes.train._torch import fit
+    from compressor.passes._torch_fit import fit
 
     torch.manual_seed(seed)
     fit(module, data.split("training"), signature(), epochs=epochs, lr=lr, seed=seed)

@@ -20,10 +20,10 @@ def build(out: Path) -> tuple[dict[str, Path], object]:
     """Run our pipeline (fp32 and our int8), then ORT's default quantize_static on the same fp32."""
     from onnxruntime.quantization import quantize_static
 
+    from compressor import run_pipeline
     from compressor.data import load_bundle
     from compressor.passes.quantize._onnx import SplitReader
-    from compressor.pipeline import load_pipeline
-    from compressor.runner import run_pipeline
+    from compressor.run.pipeline import load_pipeline
     from samples.digits_cnn.train import ensure_weights
 
     ensure_weights()
@@ -32,7 +32,7 @@ def build(out: Path) -> tuple[dict[str, Path], object]:
     results = run_pipeline(pipeline, out, benchmark=False)
     paths = {v["name"]: out / v["artifact"]["path"] for v in results["variants"]}
     data = load_bundle(pipeline.spec.data)
-    from compressor.passes.convert._torch import onnx_signature
+    from compressor.frameworks._onnx import onnx_signature
 
     sig = onnx_signature(paths["fp32-onnx"])
     peer = out / "ort-default-int8.onnx"
@@ -50,8 +50,9 @@ def accuracy(session: object, split: object) -> float:
 
 
 def main() -> None:
-    from benchmarks.compare import interleaved_p50, markdown_table, ort_session
-    from benchmarks.environment import cpu_info
+    from benchmarks.suite import markdown_table, ort_session
+    from compressor.measure.compare import interleaved_p50
+    from compressor.measure.environment import cpu_info
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7)

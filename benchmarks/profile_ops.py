@@ -22,15 +22,15 @@ def profile(path: Path, feed: dict[str, np.ndarray], runs: int, prefix: Path) ->
     """node name -> (op type, mean kernel microseconds per run)."""
     import onnxruntime as ort
 
-    from backends._onnx import OnnxRuntime
+    from compressor.frameworks._onnx import session_options
 
-    opts = OnnxRuntime().session_options(threads=1, profile=True)
+    opts = session_options(threads=1, profile=True)
     opts.profile_file_prefix = str(prefix)
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     for _ in range(10):
         session.run(None, feed)
     session.end_profiling()
-    opts = OnnxRuntime().session_options(threads=1, profile=True)
+    opts = session_options(threads=1, profile=True)
     opts.profile_file_prefix = str(prefix)
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     for _ in range(runs):
@@ -46,9 +46,9 @@ def profile(path: Path, feed: dict[str, np.ndarray], runs: int, prefix: Path) ->
 
 
 def main() -> None:
-    from benchmarks.compare import markdown_table
-    from benchmarks.environment import cpu_info
     from benchmarks.peer_static_quant import build
+    from benchmarks.suite import markdown_table
+    from compressor.measure.environment import cpu_info
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=32)

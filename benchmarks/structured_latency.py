@@ -23,9 +23,9 @@ def build(out: Path, finetune_epochs: int) -> tuple[dict[str, Any], Any]:
     """Run the dense and pruned variants through the pipeline; return results by variant, and the data."""
     import yaml
 
+    from compressor import run_pipeline
     from compressor.data import load_bundle
-    from compressor.pipeline import parse_pipeline
-    from compressor.runner import run_pipeline
+    from compressor.run.pipeline import parse_pipeline
     from samples.digits_cnn.train import ensure_weights
 
     ensure_weights()
@@ -41,8 +41,9 @@ def build(out: Path, finetune_epochs: int) -> tuple[dict[str, Any], Any]:
 
 
 def main() -> None:
-    from benchmarks.compare import interleaved_p50, markdown_table, ort_session
-    from benchmarks.environment import cpu_info
+    from benchmarks.suite import markdown_table, ort_session
+    from compressor.measure.compare import interleaved_p50
+    from compressor.measure.environment import cpu_info
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7)

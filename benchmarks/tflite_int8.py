@@ -20,12 +20,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def build(sample: str, variants: list[str], out: Path) -> tuple[dict[str, object], object, dict]:
     """Run the sample's named variants (no measurements); their .tflite artifacts, the data, the results."""
-    from backends._litert import tflite_signature
+    from compressor import run_pipeline
     from compressor.artifact import Artifact
     from compressor.data import load_bundle
     from compressor.formats import Format
-    from compressor.pipeline import load_pipeline
-    from compressor.runner import run_pipeline
+    from compressor.frameworks._litert import tflite_signature
+    from compressor.run.pipeline import load_pipeline
 
     pipeline = load_pipeline(ROOT / "samples" / sample / "pipeline.yaml")
     pipeline.select(variants)
@@ -41,8 +41,8 @@ def build(sample: str, variants: list[str], out: Path) -> tuple[dict[str, object
 
 def latency_rows(label: str, arts: dict[str, object], data: object, results: dict, rounds: int) -> list[list]:
     from backends import get_runtime
-    from benchmarks.compare import interleaved_p50
     from compressor.data import feeds_for
+    from compressor.measure.compare import interleaved_p50
 
     sessions = {n: get_runtime("litert").open(a, threads=1) for n, a in arts.items()}
     samples = data.split("evaluation").inputs
@@ -60,8 +60,8 @@ def latency_rows(label: str, arts: dict[str, object], data: object, results: dic
 
 
 def main() -> None:
-    from benchmarks.compare import markdown_table
-    from benchmarks.environment import cpu_info
+    from benchmarks.suite import markdown_table
+    from compressor.measure.environment import cpu_info
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=9)

@@ -28,14 +28,22 @@ __all__ = [
 
 
 def load_pipeline(path):  # noqa: ANN001, ANN201 - thin re-export, keeps import light
-    """Read and validate a pipeline YAML file (see compressor.pipeline.load_pipeline)."""
-    from compressor.pipeline import load_pipeline as _load
+    """Read and validate a pipeline YAML file (see compressor.run.pipeline.load_pipeline)."""
+    from compressor.run.pipeline import load_pipeline as _load
 
     return _load(path)
 
 
 def run_pipeline(pipeline, out_dir, **kwargs):  # noqa: ANN001, ANN201
-    """Run a loaded pipeline into ``out_dir`` (see compressor.runner.run_pipeline)."""
-    from compressor.runner import run_pipeline as _run
+    """Run a loaded pipeline into ``out_dir`` and write its reports; return the results dict.
 
-    return _run(pipeline, out_dir, **kwargs)
+    See compressor.run.run_pipeline for the keyword arguments.
+    """
+    from pathlib import Path
+
+    from compressor.report import write_reports
+    from compressor.run import run_pipeline as _run
+
+    results = _run(pipeline, out_dir, **kwargs)
+    write_reports(results, Path(out_dir))
+    return results

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -68,8 +69,9 @@ def _fail(exc: CompressorError) -> None:
 
 def _run(pipeline_path: Path, out: Optional[Path], variant: list[str], strict: bool, cache: Optional[Path],
          no_bench: bool) -> None:
-    from compressor.pipeline import load_pipeline
-    from compressor.runner import exit_code, run_pipeline
+    from compressor import run_pipeline
+    from compressor.run.pipeline import load_pipeline
+    from compressor.run.results import exit_code
 
     pipeline = load_pipeline(pipeline_path)
     if variant:
@@ -143,12 +145,11 @@ def bench(
 ) -> None:
     """Measure one model on one target: latency percentiles, throughput, cold start, peak RSS."""
     from backends import get_runtime, parse_target
-    from benchmarks.measure import measure, random_samples
-    from benchmarks.timing import TimingSettings
     from compressor.artifact import Artifact, content_sha256
     from compressor.formats import detect_format
-    from compressor.model_import import IMPORTERS
-    from compressor.registry import load_attr
+    from compressor.frameworks import function_for
+    from compressor.measure.harness import measure, random_samples
+    from compressor.measure.timing import TimingSettings
 
     target = parse_target(runtime)
     fmt = detect_format(model)
@@ -159,13 +160,9 @@ def bench(
         sizes = [int(b) for b in batch.split(",")]
     except ValueError:
         raise CompressorError(f"--batch '{batch}' is not a comma-separated list of integers; e.g. --batch 1,32.") from None
-    if fmt in IMPORTERS:
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            signature = load_attr(IMPORTERS[fmt])(model, Path(tmp))[1]
-    else:
-        raise CompressorError(f"bench cannot read the signature of '{fmt.value}' files yet.")
+    importer = function_for(fmt, "importer", "bench")
+    with tempfile.TemporaryDirectory() as tmp:
+        signature = importer(model, Path(tmp))[1]
     art = Artifact(fmt, model.resolve(), signature, content_sha256(model))
     settings = TimingSettings(min_runs=min_runs, min_seconds=min_seconds)
     rows = [measure(art, target.runtime, target.device, b, threads, settings, random_samples(art)) for b in sizes]
@@ -187,7 +184,7 @@ def inspect(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Format, signature, parameters, sparsity, op histogram and int8 share of a model."""
-    from compressor.inspect import inspect_model
+    from compressor.frameworks.inspecting import inspect_model
 
     info = inspect_model(model)
     if as_json:
@@ -206,7 +203,7 @@ def inspect(
 @app.command()
 def passes() -> None:
     """List the registered passes (imports no framework)."""
-    from compressor.registry import DESCRIPTIONS, pass_names
+    from compressor.passes.registry import DESCRIPTIONS, pass_names
 
     table = Table(title="passes")
     table.add_column("name")
@@ -235,7 +232,7 @@ def runtimes() -> None:
 @app.command()
 def schema() -> None:
     """Print the pipeline file's JSON schema."""
-    from compressor.pipeline import json_schema
+    from compressor.run.pipeline import json_schema
 
     print(json.dumps(json_schema(), indent=2))
 

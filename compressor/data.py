@@ -184,7 +184,7 @@ def load_bundle(spec: Any, resolve: Any = Path) -> DataBundle:
         inputs, labels = load_npz_source(resolve(spec.npz))
         where = f"data file '{spec.npz}'"
     else:
-        from compressor.registry import load_attr
+        from compressor.code import load_attr
 
         produced = load_attr(spec.factory)()
         if not isinstance(produced, dict) or not any(k == "x" or k.startswith("x.") for k in produced):

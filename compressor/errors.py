@@ -45,12 +45,20 @@ class PassError(CompressorError):
     """A pass failed while running, or refused its input in ``check``."""
 
 
+class InputRefused(PassError):
+    """A pass refused its input or config in ``check``, before any work: bad input (CLI exit 2)."""
+
+
 class VerificationError(PassError):
     """A pass produced a result that fails its parity check."""
 
 
 class RuntimeUnavailableError(CompressorError):
     """A runtime or device is not installed or not present on this machine."""
+
+
+class MeasurementError(CompressorError):
+    """A measurement failed: its subprocess timed out, crashed or printed no result."""
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:

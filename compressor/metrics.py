@@ -69,7 +69,7 @@ def get_metric(name: str) -> Metric:
     if name in METRICS:
         return METRICS[name]
     if ":" in name:
-        from compressor.registry import load_attr
+        from compressor.code import load_attr
 
         fn = load_attr(name)
         return Metric(name, lambda out, labels, _ref: float(fn(out, labels)))

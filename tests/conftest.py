@@ -15,11 +15,11 @@ def train_tiny(path: Path, factory: str = "tests.tiny_models:TinyCNN", epochs: i
     import torch
     from safetensors.torch import save_file
 
-    from backends._torch import build_module
     from compressor.artifact import BATCH, Signature, TensorSpec
     from compressor.data import load_bundle
-    from compressor.passes.train._torch import fit
-    from compressor.pipeline import DataSpec
+    from compressor.frameworks._torch import build_module
+    from compressor.passes._torch_fit import fit
+    from compressor.run.pipeline import DataSpec
 
     torch.manual_seed(0)
     data = load_bundle(DataSpec(source="digits"))

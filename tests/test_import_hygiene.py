@@ -18,14 +18,14 @@ def test_import_is_light() -> None:
 
 
 def test_listing_passes_and_runtimes_is_light() -> None:
-    code = ("from compressor.registry import pass_names\nfrom backends import RUNTIMES, get_runtime\n"
+    code = ("from compressor.passes.registry import pass_names\nfrom backends import RUNTIMES, get_runtime\n"
             "pass_names()\n[get_runtime(n).is_available() for n in RUNTIMES]")
     assert _loaded_after(code) == []
 
 
 def test_validating_a_pipeline_is_light(tmp_path) -> None:
     code = (
-        "from compressor.pipeline import parse_pipeline\nfrom pathlib import Path\n"
+        "from compressor.run.pipeline import parse_pipeline\nfrom pathlib import Path\n"
         "parse_pipeline({'name': 'x', 'model': {'path': 'm.onnx'}, 'data': {'source': 'digits'},"
         " 'variants': {'a': ['optimize.onnx', {'quantize.onnx.static': {'per_channel': False}}]}},"
         f" Path({str(tmp_path)!r}))"

@@ -19,7 +19,7 @@ FAST_BENCH = {"batch_sizes": [1, 4], "threads": 1, "warmup_runs": 1, "warmup_sec
 
 def build(generation: str, softmax: bool = False) -> Any:
     """conv(8, 3x3, relu) pool, flatten, dense(32, relu), dense(10) on 8x8x1 NHWC images."""
-    from backends._tf import quiet_tensorflow
+    from compressor.frameworks._tf import quiet_tensorflow
 
     quiet_tensorflow()
     if generation == "keras3":
@@ -39,10 +39,10 @@ def build(generation: str, softmax: bool = False) -> Any:
 @functools.lru_cache(maxsize=None)
 def trained(generation: str = "keras3", suffix: str = ".keras", epochs: int = 6) -> Path:
     """A trained tiny CNN saved by ``generation`` (keras3 | tf_keras) as .keras or .h5; cached."""
-    from backends._tf import keras_signature
     from compressor.data import load_bundle
-    from compressor.passes.train._tf import fit_keras
-    from compressor.pipeline import DataSpec
+    from compressor.frameworks._tf import keras_signature
+    from compressor.passes._tf_fit import fit_keras
+    from compressor.run.pipeline import DataSpec
 
     model = build(generation)
     data = load_bundle(DataSpec(source="digits"))
@@ -55,7 +55,7 @@ def trained(generation: str = "keras3", suffix: str = ".keras", epochs: int = 6)
 @functools.lru_cache(maxsize=None)
 def saved_model() -> Path:
     """The trained Keras 3 model exported as a SavedModel folder (serving_default signature)."""
-    from backends._tf import load_keras
+    from compressor.frameworks._tf import load_keras
 
     path = ROOT / "saved_model"
     load_keras(trained("keras3")).export(str(path), verbose=False)
@@ -78,29 +78,20 @@ def keras_pipeline(model: Path, variants: dict[str, Any] | None = None, **overri
 
 
 def keras_runner(tmp_path: Path, model: Path, **data: Any) -> Any:
-    """A Runner whose reference is the Keras / SavedModel / TFLite file ``model``, ready for ``apply``."""
-    from compressor.data import load_bundle
-    from compressor.evaluate import Evaluator
-    from compressor.pipeline import parse_pipeline
-    from compressor.runner import Runner
+    """A run context whose reference is the Keras / SavedModel / TFLite file ``model``, ready for ``apply``."""
+    from tests.pass_context import context_for
 
     raw = keras_pipeline(model)
     raw["data"].update(data)
-    pipeline = parse_pipeline(raw, tmp_path)
-    r = Runner(pipeline, tmp_path / "out", benchmark=False)
-    r.data = load_bundle(pipeline.spec.data, pipeline.resolve)
-    r.evaluator = Evaluator(r.data, r.metric)
-    r.reference = r.load_reference()
-    r.evaluator.set_reference(r.reference)
-    r.reference_metric, _ = r.metric_of(r.reference)
-    return r
+    return context_for(tmp_path, raw)
 
 
 def step(runner: Any, name: str, config: dict[str, Any] | None = None, parent: Any = None) -> Any:
     """Apply one pass through the runner (check, run, cache, parity, metric); return (artifact, entry)."""
-    from compressor.registry import build_pass
+    from compressor.passes.registry import build_pass
+    from compressor.run.step import apply_pass
 
-    result = runner.apply(parent or runner.reference, build_pass(name, config or {}), "t", 0)
+    result = apply_pass(runner, parent or runner.reference, build_pass(name, config or {}), "t", 0)
     return result.artifact, result.entry
 
 

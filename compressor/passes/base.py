@@ -20,7 +20,7 @@ from compressor.formats import Format
 
 if TYPE_CHECKING:
     from compressor.data import DataBundle
-    from compressor.evaluate import Evaluator
+    from compressor.measure.evaluate import Evaluator
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,18 @@ class PassConfig(BaseModel):
     """Base of every pass config: immutable, and a misspelled key is an error."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def only_with(self, keys: tuple[str, ...], applies: bool, condition: str) -> None:
+        """Refuse keys given explicitly where they have no effect: no setting is silently ignored.
+
+        Call from a ``model_validator(mode="after")``; ``condition`` says when they apply.
+        """
+        fields = type(self).model_fields
+        given = [k for k in keys if k in self.model_fields_set and getattr(self, k) != fields[k].get_default(call_default_factory=True)]
+        if given and not applies:
+            names = " and ".join(f"'{k}'" for k in given)
+            raise ValueError(f"{names} {'has' if len(given) == 1 else 'have'} no effect unless {condition}; "
+                             f"remove {'it' if len(given) == 1 else 'them'} or set {condition}")
 
 
 @dataclass
@@ -61,7 +73,14 @@ class PassOutput:
 
 
 class Pass:
-    """Base class. Subclasses set the class attributes and implement ``run``."""
+    """Base class. Subclasses set the class attributes and implement ``run``.
+
+    What a pass is, is declared here and nowhere else: the formats it takes and makes, whether it
+    is a conversion (parity is enforced), whether it quantizes (int8 coverage is read after it),
+    whether its output should be faster than its input (``expects_speedup``: slower is flagged) or
+    its speed is only compared (``compares_speed``), which data splits it reads (``reads``) and
+    whether it aims at the accuracy budget (``uses_budget``).
+    """
 
     name: ClassVar[str]
     version: ClassVar[int] = 1
@@ -69,11 +88,22 @@ class Pass:
     input_formats: ClassVar[frozenset[Format]] = frozenset()
     output_format: ClassVar[Format | None] = None  # None: same as the input
     is_conversion: ClassVar[bool] = False
-    # Which data splits the pass reads; they enter its cache key.
+    quantizes: ClassVar[bool] = False
+    compares_speed: ClassVar[bool] = False  # its input is measured too, and the speed-up recorded
+    expects_speedup: ClassVar[bool] = False  # a slower output than its input is flagged
+    # Which data splits the pass always reads; ``reads()`` adds those its config asks for.
     data_splits: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: PassConfig | None = None) -> None:
         self.config = config if config is not None else self.config_class()
+
+    def reads(self) -> tuple[str, ...]:
+        """The data splits this pass reads with its config; they enter its cache key."""
+        return self.data_splits
+
+    def uses_budget(self) -> bool:
+        """Whether the pass aims at the pipeline's budget (its result then depends on it)."""
+        return False
 
     def produces(self, input_format: Format) -> Format:
         """The format this pass turns ``input_format`` into; raise when it cannot take it."""
@@ -89,12 +119,49 @@ class Pass:
         """Max abs error allowed vs the parent on the parity batch; None: recorded, not enforced."""
         return None
 
+    def slow_reason(self, entry: dict[str, Any], cpu: dict[str, Any]) -> str:
+        """A best guess at why this step's output was not faster, from its ledger ``entry`` and the CPU."""
+        return "the rewritten graph has no faster kernels on this runtime"
+
     def check(self, artifact: Artifact, ctx: PassContext) -> None:
-        """Refuse early (before any work) what this pass cannot do; default: format only."""
+        """Refuse early (before any work) what this pass cannot do; default: format and data splits."""
         self.produces(artifact.format)
-        for role in self.data_splits:
+        for role in self.reads():
             ctx.data.split(role, needed_by=f"pass '{self.name}'")  # raises DataError when empty
 
     def run(self, artifact: Artifact, ctx: PassContext, out_dir: Path) -> PassOutput:
         """Transform ``artifact``, writing the new model under ``out_dir``."""
         raise NotImplementedError
+
+
+class QuantizePass(Pass):
+    """A pass that lowers precision: its int8 coverage is read, and its output should be faster."""
+
+    quantizes: ClassVar[bool] = True
+    compares_speed: ClassVar[bool] = True
+    expects_speedup: ClassVar[bool] = True
+
+    def coverage_reason(self, entry: dict[str, Any]) -> str | None:
+        """Too little of the compute in int8, read from the step's coverage entry."""
+        coverage = entry.get("coverage") or {}
+        share = coverage.get("int8_mac_share")
+        if share is None or share >= 0.5:
+            return None
+        largest = ", ".join(f"{f['node']} ({f['op_type']})" for f in coverage.get("float_compute", [])[:3])
+        return (f"only {share:.0%} of the MACs run in int8 (largest float compute: {largest or 'none'}); the "
+                f"Quantize/Dequantize conversions around the float part cost more than the int8 part saves")
+
+    def slow_reason(self, entry: dict[str, Any], cpu: dict[str, Any]) -> str:
+        reason = self.coverage_reason(entry)
+        if reason:
+            return reason
+        if not cpu.get("int8_dot_product", False):
+            return "this CPU has no int8 dot-product instructions (VNNI/dotprod), so int8 kernels gain little"
+        return "quantize/dequantize overhead outweighs the int8 gain at this model size and batch"
+
+
+class PrunePass(Pass):
+    """A pass that removes weights: its output should be faster than its input."""
+
+    compares_speed: ClassVar[bool] = True
+    expects_speedup: ClassVar[bool] = True

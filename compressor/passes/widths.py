@@ -17,7 +17,7 @@ from compressor.errors import ConfigError, PassError
 
 def declared_widths(factory: str) -> dict[str, str]:
     """The factory's ``WIDTH_KWARGS`` (kwarg -> layer name); empty when it declares none."""
-    from compressor.registry import load_attr
+    from compressor.code import load_attr
 
     declared = getattr(load_attr(factory), "WIDTH_KWARGS", None) or {}
     if not isinstance(declared, dict):
@@ -27,7 +27,7 @@ def declared_widths(factory: str) -> dict[str, str]:
 
 def full_kwargs(factory: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     """``kwargs`` completed with the factory's defaults for its declared width kwargs."""
-    from compressor.registry import load_attr
+    from compressor.code import load_attr
 
     params = inspect.signature(load_attr(factory)).parameters
     out = dict(kwargs)

@@ -19,8 +19,8 @@ def train(out: Path = WEIGHTS, epochs: int = 8, seed: int = 0, size: int = 28, *
 
     from compressor.artifact import BATCH, Signature, TensorSpec
     from compressor.data import load_bundle
-    from compressor.passes.train._torch import fit
-    from compressor.pipeline import DataSpec
+    from compressor.passes._torch_fit import fit
+    from compressor.run.pipeline import DataSpec
     from samples.digits_cnn.model import DigitsCNN
 
     torch.manual_seed(seed)

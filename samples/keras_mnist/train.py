@@ -35,12 +35,12 @@ def train(out: Path = MODEL, epochs: int = 4, seed: int = 0) -> float:
     """Train on the train split the pipeline uses; save the .h5 atomically; return test accuracy."""
     import numpy as np
 
-    from backends._tf import keras_signature, quiet_tensorflow
+    from compressor.frameworks._tf import keras_signature, quiet_tensorflow
 
     quiet_tensorflow()
     from compressor.data import feeds_for, load_bundle
-    from compressor.passes.train._tf import fit_keras
-    from compressor.pipeline import DataSpec
+    from compressor.passes._tf_fit import fit_keras
+    from compressor.run.pipeline import DataSpec
 
     data = load_bundle(DataSpec(source="mnist", seed=0))
     import tf_keras

@@ -106,7 +106,7 @@ def to_tf_keras(artifact: Artifact, out_path: Path) -> dict[str, Any]:
     """Rebuild the Keras 3 model at ``artifact.path`` with tf-keras; save it as .h5; return a report."""
     import tf_keras
 
-    from backends._tf import KERAS3, load_keras, save_keras
+    from compressor.frameworks._tf import KERAS3, load_keras, save_keras
 
     model = load_keras(Path(artifact.path), KERAS3)
     kind = type(model).__name__

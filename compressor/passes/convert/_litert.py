@@ -9,29 +9,20 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from compressor.artifact import Artifact, Signature
+from compressor.artifact import Artifact
 from compressor.errors import ConversionError
+
+if TYPE_CHECKING:
+    from compressor.passes.base import PassContext
+    from compressor.passes.convert.to_tflite import ConvertTfliteConfig
 
 log = logging.getLogger(__name__)
 
 PREPARE_ATTEMPTS = 8
 CALIBRATION_BATCH = 32
-
-
-def import_tflite(src: Path, dst_dir: Path) -> tuple[Path, Signature, dict[str, Any]]:
-    """Copy a .tflite file into the store after checking that LiteRT can open it."""
-    from backends._litert import tflite_signature
-    from compressor.inspect._litert import read_ops
-
-    read_ops(src)  # a clear ModelLoadError for a truncated or foreign file
-    signature, facts = tflite_signature(src)
-    dst = dst_dir / "model.tflite"
-    shutil.copyfile(src, dst)
-    return dst, signature, facts
 
 
 def _calibration(artifact: Artifact, ctx: Any, limit: int) -> list[tuple[Any, ...]]:
@@ -63,7 +54,10 @@ def _export_for_calibration(module: Any, sample: tuple[Any, ...]) -> tuple[Any, 
 def _pt2e(module: Any, sample: tuple[Any, ...], calib: list[tuple[Any, ...]], dynamic: bool) -> tuple[Any, Any]:
     """Quantize with PT2E (litert-torch's quantizer): symmetric per-channel int8 weights."""
     import torch
-    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.pt2e_quantizer import (
+        PT2EQuantizer,
+        get_symmetric_quantization_config,
+    )
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
@@ -91,14 +85,13 @@ def _pt2e(module: Any, sample: tuple[Any, ...], calib: list[tuple[Any, ...]], dy
     return convert_pt2e(graph, fold_quantize=False), QuantConfig(pt2e_quantizer=quantizer)
 
 
-def export_tflite(artifact: Artifact, config: Any, path: Path, ctx: Any) -> None:
+def export_tflite(artifact: Artifact, config: ConvertTfliteConfig, path: Path, ctx: PassContext) -> None:
     """Convert a torch model folder to .tflite at ``path`` (batch fixed at 1)."""
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
     import torch
 
-    from backends._torch import load_module
+    from compressor.frameworks._torch import load_module, sample_inputs
     from compressor.passes.convert._tf import quiet_converter
-    from compressor.passes.convert._torch import sample_inputs
 
     module = load_module(Path(artifact.path))
     sample = sample_inputs(artifact.signature, batch=1)
@@ -130,7 +123,7 @@ class _quiet_logs:
         logging.getLogger().setLevel(self._level)
 
 
-def _conversion_error(config: Any, exc: BaseException) -> ConversionError:
+def _conversion_error(config: ConvertTfliteConfig, exc: BaseException) -> ConversionError:
     text = str(exc)
     hop = f"torch -> tflite (litert-torch, quantize: {config.quantize})"
     match = re.search(r"(aten\.[\w.]+)", text)

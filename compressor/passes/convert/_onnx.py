@@ -1,19 +1,17 @@
 """ONNX -> ORT format (ONNX Runtime Mobile), and .ort import."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from compressor.artifact import BATCH, Artifact, Signature, TensorSpec
-from compressor.errors import ConversionError, ModelLoadError, first_line
+from compressor.artifact import Artifact
+from compressor.errors import ConversionError, first_line
 
-_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-           "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8", "tensor(uint8)": "uint8",
-           "tensor(bool)": "bool"}
+if TYPE_CHECKING:
+    from compressor.passes.convert.to_ort import ConvertOrtConfig
 
 
-def export_ort(artifact: Artifact, config: Any, path: Path) -> dict[str, Any]:
+def export_ort(artifact: Artifact, config: ConvertOrtConfig, path: Path) -> dict[str, Any]:
     """Write the ORT-format model of an ONNX artifact, optimized as onnxruntime's converter tool does.
 
     The NCHWc layout transform is x86-only; it is left out unless target_platform is amd64, so the
@@ -21,9 +19,9 @@ def export_ort(artifact: Artifact, config: Any, path: Path) -> dict[str, Any]:
     """
     import onnxruntime as ort
 
-    from backends._onnx import OnnxRuntime
+    from compressor.frameworks._onnx import session_options
 
-    opts = OnnxRuntime().session_options(threads=1, optimization=config.optimization)
+    opts = session_options(threads=1, optimization=config.optimization)
     opts.optimized_model_filepath = str(path)
     opts.add_session_config_entry("session.save_model_format", "ORT")
     disabled = [] if config.target_platform == "amd64" else ["NchwcTransformer"]
@@ -41,33 +39,9 @@ def export_ort(artifact: Artifact, config: Any, path: Path) -> dict[str, Any]:
 
 
 def _operators(path: Path) -> list[str]:
-    from compressor.passes.optimize._onnx import load_onnx
+    from compressor.frameworks._onnx import load_onnx
 
     model = load_onnx(path, load_weights=False)
     return sorted({f"{n.domain or 'ai.onnx'}:{n.op_type}" for n in model.graph.node})
 
 
-def ort_signature(path: Path, layout: str = "NCHW") -> Signature:
-    """Inputs and outputs of an ORT-format (or ONNX) file, read through an InferenceSession."""
-    import onnxruntime as ort
-
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        first = first_line(exc, 200)
-        raise ModelLoadError(f"onnxruntime cannot load '{path}': {first}; the file is truncated or not an ORT model.") from None
-
-    def spec(arg: Any) -> TensorSpec:
-        dims = tuple(BATCH if i == 0 and not isinstance(d, int) else (d if isinstance(d, int) else str(d))
-                     for i, d in enumerate(arg.shape))
-        return TensorSpec(arg.name, dims, _DTYPES.get(arg.type, "float32"))
-
-    return Signature(tuple(spec(a) for a in session.get_inputs()), tuple(spec(a) for a in session.get_outputs()), layout)
-
-
-def import_ort(src: Path, dst_dir: Path) -> tuple[Path, Signature]:
-    """Copy an .ort file into the store after checking that onnxruntime loads it."""
-    signature = ort_signature(src)
-    dst = dst_dir / "model.ort"
-    shutil.copyfile(src, dst)
-    return dst, signature

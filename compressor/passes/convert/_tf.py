@@ -11,41 +11,26 @@ import io
 import logging
 import os
 import re
-import shutil
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from compressor.artifact import Artifact, Signature
 from compressor.errors import ConversionError, DataError
+from compressor.frameworks._tf import keras_module
+
+if TYPE_CHECKING:
+    from compressor.passes.base import PassContext
+    from compressor.passes.convert.to_onnx import ConvertOnnxConfig
+    from compressor.passes.convert.to_tflite import ConvertTfliteConfig
 
 log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- importers
-
-def import_keras(src: Path, dst_dir: Path) -> tuple[Path, Signature, dict[str, Any]]:
-    """Copy a .keras / .h5 file into the store; read its signature; record its Keras generation."""
-    from backends._tf import keras_generation, keras_signature, load_keras
-
-    generation = keras_generation(src)
-    model = load_keras(src, generation)
-    dst = dst_dir / f"model{src.suffix.lower()}"
-    shutil.copyfile(src, dst)
-    return dst, keras_signature(model), {"keras": generation}
-
-
-def import_saved_model(src: Path, dst_dir: Path) -> tuple[Path, Signature]:
-    """Copy a SavedModel folder into the store and read its serving_default signature."""
-    from backends._tf import saved_model_signature
-
-    signature = saved_model_signature(src)
-    dst = dst_dir / "saved_model"
-    shutil.copytree(src, dst)
-    return dst, signature
 
 
 # ---------------------------------------------------------------- a traceable function
@@ -75,21 +60,6 @@ def quiet_converter() -> Iterator[None]:
             log.debug("converter output: %s%s", captured.getvalue(), sink.read()[-4000:].decode(errors="replace"))
 
 
-def keras_module(artifact: Artifact) -> Any:
-    """A tf.Module holding the model's variables and a ``serve`` tf.function with a symbolic batch."""
-    import tensorflow as tf
-
-    from backends._tf import keras_call, load_keras
-
-    model = load_keras(Path(artifact.path), artifact.meta.get("keras"), artifact.meta.get("keras_custom"))
-    module = tf.Module()
-    # Keras 3 wraps tf.Variables (``.value``); tracking them makes the converters freeze them
-    module.variables_ = [getattr(v, "value", v) for v in model.variables]
-    module.model = model
-    module.serve = keras_call(model, artifact.signature)
-    return module
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__
@@ -107,12 +77,12 @@ def _unsupported_op(text: str) -> str | None:
 
 # ---------------------------------------------------------------- ONNX (tf2onnx)
 
-def export_onnx(artifact: Artifact, config: Any, path: Path) -> Signature:
+def export_onnx(artifact: Artifact, config: ConvertOnnxConfig, path: Path) -> Signature:
     """Convert a Keras model or SavedModel to ONNX with tf2onnx; return the ONNX signature."""
     import tensorflow as tf
     import tf2onnx
 
-    from compressor.passes.convert._torch import onnx_signature
+    from compressor.frameworks._onnx import onnx_signature
 
     sig = artifact.signature
 
@@ -166,7 +136,7 @@ def _serving_function(artifact: Artifact) -> Any:
     import tensorflow as tf
 
     if artifact.format.value == "saved_model":
-        from backends._tf import load_saved_model
+        from compressor.frameworks._tf import load_saved_model
 
         loaded, fn = load_saved_model(Path(artifact.path))
         names = artifact.signature.input_names
@@ -204,7 +174,7 @@ def representative_samples(artifact: Artifact, ctx: Any, limit: int) -> list[lis
     return [[feeds[n][i:i + 1] for n in names] for i in range(len(split))]
 
 
-def _configure(converter: Any, config: Any, samples: list[list[np.ndarray]] | None) -> None:
+def _configure(converter: Any, config: ConvertTfliteConfig, samples: list[list[np.ndarray]] | None) -> None:
     """Apply quantize: none | fp16 | dynamic | int8 (full integer, optional int8 I/O)."""
     import tensorflow as tf
 
@@ -221,7 +191,7 @@ def _configure(converter: Any, config: Any, samples: list[list[np.ndarray]] | No
             converter.inference_output_type = tf.int8
 
 
-def export_tflite(artifact: Artifact, config: Any, path: Path, ctx: Any) -> None:
+def export_tflite(artifact: Artifact, config: ConvertTfliteConfig, path: Path, ctx: PassContext) -> None:
     """Convert a Keras model or SavedModel to a .tflite file at ``path``."""
     import tensorflow as tf
 
@@ -242,7 +212,7 @@ def export_tflite(artifact: Artifact, config: Any, path: Path, ctx: Any) -> None
     del keep
 
 
-def _tflite_error(artifact: Artifact, config: Any, exc: BaseException) -> ConversionError:
+def _tflite_error(artifact: Artifact, config: ConvertTfliteConfig, exc: BaseException) -> ConversionError:
     text = str(exc)
     op = _unsupported_op(text)
     hop = f"{artifact.format.value} -> tflite (quantize: {config.quantize})"

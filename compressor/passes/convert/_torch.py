@@ -1,59 +1,23 @@
 """PyTorch -> ONNX export (the torch side of convert.onnx)."""
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from compressor.artifact import BATCH, Artifact, Signature, TensorSpec
+from compressor.artifact import BATCH, Artifact, Signature
 from compressor.errors import ConversionError, first_line
+from compressor.frameworks._onnx import onnx_signature
+from compressor.frameworks._torch import load_torch, quiet_stdout, sample_inputs
+
+if TYPE_CHECKING:
+    from compressor.passes.convert.to_onnx import ConvertOnnxConfig
 
 log = logging.getLogger(__name__)
 
 
-def sample_inputs(signature: Signature, batch: int = 2) -> tuple[Any, ...]:
-    """Zero-free example inputs matching a signature (symbolic dims become ``batch``)."""
-    import torch
-
-    gen = torch.Generator().manual_seed(0)
-    args = []
-    for spec in signature.inputs:
-        shape = [batch if isinstance(d, str) else d for d in spec.shape]
-        if spec.dtype.startswith("int"):
-            args.append(torch.randint(0, 2, shape, generator=gen, dtype=getattr(torch, spec.dtype)))
-        else:
-            args.append(torch.rand(shape, generator=gen, dtype=getattr(torch, spec.dtype)))
-    return tuple(args)
-
-
-@contextlib.contextmanager
-def quiet_stdout() -> Iterator[None]:
-    """Silence the exporter's progress prints and its torch logger warnings (they go to the log)."""
-    exporter_log = logging.getLogger("torch.onnx")
-    level = exporter_log.level
-    exporter_log.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()) as captured:
-            yield
-    finally:
-        exporter_log.setLevel(level)
-    log.debug("exporter output: %s", captured.getvalue())
-
-
-def load_torch(artifact: Artifact) -> Any:
-    """The nn.Module of a torch model folder, or the module of a torch.export program (.pt2)."""
-    from backends._torch import load_exported, load_module
-
-    if artifact.format.value == "torch_export":
-        return load_exported(Path(artifact.path))
-    return load_module(Path(artifact.path))
-
-
-def export_onnx(artifact: Artifact, config: Any, path: Path) -> Signature:
+def export_onnx(artifact: Artifact, config: ConvertOnnxConfig, path: Path) -> Signature:
     """Export a torch model folder to ONNX at ``path``; return the ONNX model's signature."""
     import torch
 
@@ -115,24 +79,3 @@ def name_dims(path: Path, axes: dict[str, dict[int, str]]) -> None:
     onnx.save(model, str(path))
 
 
-def onnx_signature(path: Path, layout: str = "NCHW") -> Signature:
-    """Read an ONNX file's input/output names, shapes (symbolic dims by name) and dtypes."""
-    import onnx
-
-    from compressor.passes.optimize._onnx import load_onnx
-
-    model = load_onnx(path, load_weights=False)
-    init = {i.name for i in model.graph.initializer}
-
-    def spec(value: Any) -> TensorSpec:
-        t = value.type.tensor_type
-        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or BATCH) for d in t.shape.dim)
-        dims = tuple(BATCH if i == 0 and isinstance(d, str) else d for i, d in enumerate(dims))
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name
-        return TensorSpec(value.name, dims, dtype)
-
-    return Signature(
-        inputs=tuple(spec(v) for v in model.graph.input if v.name not in init),
-        outputs=tuple(spec(v) for v in model.graph.output),
-        layout=layout,
-    )

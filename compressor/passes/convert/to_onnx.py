@@ -74,7 +74,7 @@ class ConvertOnnx(Pass):
                 )
 
     def run(self, artifact: Artifact, ctx: PassContext, out_dir: Path) -> PassOutput:
-        from compressor.registry import load_attr
+        from compressor.code import load_attr
 
         export = load_attr(ADAPTERS[artifact.format])
         path = out_dir / "model.onnx"

@@ -37,7 +37,8 @@ class ConvertOrt(Pass):
         return self.config.atol
 
     def run(self, artifact: Artifact, ctx: PassContext, out_dir: Path) -> PassOutput:
-        from compressor.passes.convert._onnx import export_ort, ort_signature
+        from compressor.frameworks._onnx import ort_signature
+        from compressor.passes.convert._onnx import export_ort
 
         path = out_dir / "model.ort"
         report = export_ort(artifact, self.config, path)

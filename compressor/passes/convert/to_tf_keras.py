@@ -23,7 +23,7 @@ class ToTfKerasConfig(PassConfig):
     atol: float = Field(1e-5, gt=0, description="max abs error allowed vs the Keras 3 parent on the parity batch")
 
 
-class ToTfKeras(Pass):
+class ConvertTfKeras(Pass):
     """Keras 3 -> tf-keras; a tf-keras input passes through unchanged."""
 
     name = "convert.tf_keras"
@@ -36,7 +36,7 @@ class ToTfKeras(Pass):
         return self.config.atol
 
     def run(self, artifact: Artifact, ctx: PassContext, out_dir: Path) -> PassOutput:
-        from backends._tf import TF_KERAS, keras_generation
+        from compressor.frameworks._tf import TF_KERAS, keras_generation
         from compressor.passes.convert._keras2 import to_tf_keras
 
         generation = artifact.meta.get("keras") or keras_generation(Path(artifact.path))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from compressor.artifact import Artifact
 from compressor.errors import ConfigError, PassError
@@ -39,6 +39,13 @@ class ConvertTfliteConfig(PassConfig):
     allow_float_ops: bool = Field(False, description="int8: accept a file where some compute ops stayed float")
     atol: float = Field(1e-4, gt=0, description="quantize none: max abs error allowed vs the parent")
 
+    @model_validator(mode="after")
+    def _no_ignored_keys(self) -> ConvertTfliteConfig:
+        self.only_with(("calibration_samples",), self.quantize in ("int8", "dynamic"), "quantize: int8 or dynamic")
+        self.only_with(("allow_float_ops",), self.quantize == "int8", "quantize: int8")
+        self.only_with(("atol",), self.quantize == "none", "quantize: none")
+        return self
+
 
 class ConvertTflite(Pass):
     """Convert to TFLite; verify the file's kernels; the runner checks parity (enforced for float)."""
@@ -50,8 +57,7 @@ class ConvertTflite(Pass):
     output_format = Format.TFLITE
     is_conversion = True
 
-    @property
-    def data_splits(self) -> tuple[str, ...]:  # type: ignore[override]
+    def reads(self) -> tuple[str, ...]:
         return ("calibration",) if self.config.quantize in ("int8", "dynamic") else ()
 
     def parity_tolerance(self) -> float | None:
@@ -83,9 +89,8 @@ class ConvertTflite(Pass):
             feeds_for(artifact.signature, ctx.data.split("calibration").take(2).inputs)
 
     def run(self, artifact: Artifact, ctx: PassContext, out_dir: Path) -> PassOutput:
-        from backends._litert import tflite_signature
-        from compressor.inspect._litert import summarize
-        from compressor.registry import load_attr
+        from compressor.code import load_attr
+        from compressor.frameworks._litert import summarize, tflite_signature
 
         path = out_dir / "model.tflite"
         ctx.say(f"converting {artifact.format.value} -> tflite (quantize: {self.config.quantize})")

@@ -3,15 +3,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compressor.artifact import Artifact
 from compressor.errors import PassError, first_line
 
+if TYPE_CHECKING:
+    from compressor.artifact import Signature
+    from compressor.data import Split
+    from compressor.passes.base import PassContext
+    from compressor.passes.distill.kd import DistillConfig
+
 
 def load_teacher(artifact: Artifact) -> Any:
     """The teacher module, frozen, in inference mode (a torch folder or a .pt2 program)."""
-    from backends._torch import load_exported, load_module
+    from compressor.frameworks._torch import load_exported, load_module
 
     if artifact.format.value == "torch_export":
         teacher = load_exported(Path(artifact.path))
@@ -33,7 +39,7 @@ def teacher_factory(artifact: Artifact) -> tuple[str, dict[str, Any]]:
     return desc["factory"], desc.get("kwargs", {})
 
 
-def student_spec(artifact: Artifact, config: Any) -> tuple[str, dict[str, Any]]:
+def student_spec(artifact: Artifact, config: DistillConfig) -> tuple[str, dict[str, Any]]:
     """The student's factory and kwargs, from ``student`` or from ``width`` x the teacher's widths."""
     from compressor.passes.widths import scaled_kwargs
 
@@ -43,11 +49,11 @@ def student_spec(artifact: Artifact, config: Any) -> tuple[str, dict[str, Any]]:
     return factory, scaled_kwargs(factory, kwargs, config.student_width)
 
 
-def build_student(artifact: Artifact, config: Any, seed: int) -> tuple[str, dict[str, Any], Any]:
+def build_student(artifact: Artifact, config: DistillConfig, seed: int) -> tuple[str, dict[str, Any], Any]:
     """Build the student with a seeded init."""
     import torch
 
-    from backends._torch import build_module
+    from compressor.frameworks._torch import build_module
 
     factory, kwargs = student_spec(artifact, config)
     torch.manual_seed(seed)
@@ -57,11 +63,11 @@ def build_student(artifact: Artifact, config: Any, seed: int) -> tuple[str, dict
         raise PassError(f"distill.kd student '{factory}' rejected kwargs {kwargs}: {exc}; fix student_kwargs.") from None
 
 
-def check_student(artifact: Artifact, config: Any, seed: int) -> None:
+def check_student(artifact: Artifact, config: DistillConfig, seed: int) -> None:
     """The student's output must have the teacher's shape; feature layers must exist."""
     import torch
 
-    from compressor.passes.convert._torch import sample_inputs
+    from compressor.frameworks._torch import sample_inputs
 
     factory, kwargs, student = build_student(artifact, config, seed)
     args = sample_inputs(artifact.signature, batch=2)
@@ -149,13 +155,13 @@ class FeatureMatch:
             h.remove()
 
 
-def train_student(teacher: Any, student: Any, split: Any, signature: Any, config: Any, seed: int,
+def train_student(teacher: Any, student: Any, split: Split, signature: Signature, config: DistillConfig, seed: int,
                   say: Any = None) -> list[float]:
     """Distil ``teacher`` into ``student`` in place on ``split``; return the loss of each epoch."""
     import torch
 
-    from compressor.passes.convert._torch import sample_inputs
-    from compressor.passes.train._torch import fit
+    from compressor.frameworks._torch import sample_inputs
+    from compressor.passes._torch_fit import fit
 
     match = FeatureMatch(teacher, student, list(config.features), list(sample_inputs(signature, 2))) \
         if config.features else None
@@ -177,11 +183,9 @@ def train_student(teacher: Any, student: Any, split: Any, signature: Any, config
             match.close()
 
 
-def distill(artifact: Artifact, config: Any, ctx: Any, out_dir: Path) -> dict[str, Any]:
+def distill(artifact: Artifact, config: DistillConfig, ctx: PassContext, out_dir: Path) -> dict[str, Any]:
     """Run distill.kd: build the student, train it, save it as a torch model folder."""
-    from backends._torch import save_module
-    from compressor.passes._torch_cost import params_and_macs
-    from compressor.passes.convert._torch import sample_inputs
+    from compressor.frameworks._torch import params_and_macs, sample_inputs, save_module
 
     teacher = load_teacher(artifact)
     factory, kwargs, student = build_student(artifact, config, ctx.seed)

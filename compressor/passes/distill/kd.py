@@ -48,6 +48,7 @@ class DistillConfig(PassConfig):
             raise ValueError("give one of 'student' (a factory) or 'width' (a multiplier on the teacher's), not both")
         if self.student_kwargs and self.student is None:
             raise ValueError("'student_kwargs' needs 'student'")
+        self.only_with(("feature_weight",), bool(self.features), "features: [[teacher_layer, student_layer], ...]")
         return self
 
     @property
@@ -56,7 +57,7 @@ class DistillConfig(PassConfig):
         return 0.5 if self.width is None else self.width
 
 
-class KnowledgeDistill(Pass):
+class DistillKd(Pass):
     """Train a student on the teacher's softened outputs and the labels."""
 
     name = "distill.kd"
@@ -65,6 +66,7 @@ class KnowledgeDistill(Pass):
     input_formats: ClassVar[frozenset[Format]] = frozenset({Format.TORCH, Format.TORCH_EXPORT})
     output_format = Format.TORCH
     data_splits = ("training",)
+    compares_speed = True
 
     def check(self, artifact: Artifact, ctx: PassContext) -> None:
         from compressor.passes.distill._torch import check_student

@@ -9,33 +9,23 @@ fine-tunes, and the pruning wrappers are stripped before the model is saved.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from compressor.artifact import Artifact
-from compressor.errors import PassError
+from compressor.frameworks._tf import require_tf_keras
+
+if TYPE_CHECKING:
+    from compressor.passes.base import PassContext
+    from compressor.passes.prune.magnitude import MagnitudePruningConfig
 
 PRUNABLE = ("Conv1D", "Conv2D", "Conv3D", "Dense", "DepthwiseConv2D")
 MODEL_FILE = "model.h5"
 
 
-def require_tf_keras(artifact: Artifact, pass_name: str) -> None:
-    """Refuse a Keras 3 model: tensorflow-model-optimization needs tf-keras (Keras 2)."""
-    from backends._tf import TF_KERAS, keras_generation
-
-    generation = artifact.meta.get("keras") or keras_generation(Path(artifact.path))
-    if generation != TF_KERAS:
-        raise PassError(
-            f"{pass_name} on Keras models uses tensorflow-model-optimization, which works only with tf-keras "
-            f"(Keras 2) models, and this model was written by Keras 3. Put convert.tf_keras before it (rebuilds "
-            f"the model in tf-keras), or save the model with tf_keras (import tf_keras; ...; "
-            f"model.save('model.h5')) and use that file as the input."
-        )
-
-
 def _load(artifact: Artifact) -> Any:
-    from backends._tf import TF_KERAS, load_keras
+    from compressor.frameworks._tf import TF_KERAS, load_keras
 
     return load_keras(Path(artifact.path), TF_KERAS, artifact.meta.get("keras_custom"))
 
@@ -44,7 +34,7 @@ def _kernel(layer: Any) -> Any:
     return getattr(layer, "depthwise_kernel", None) if type(layer).__name__ == "DepthwiseConv2D" else layer.kernel
 
 
-def select_layers(model: Any, config: Any, pass_name: str) -> tuple[dict[str, Any], dict[str, str]]:
+def select_layers(model: Any, config: MagnitudePruningConfig, pass_name: str) -> tuple[dict[str, Any], dict[str, str]]:
     """Prunable layers chosen by include / exclude, and why the others with weights were skipped."""
     from compressor.passes.prune.magnitude import choose_layers
 
@@ -54,7 +44,7 @@ def select_layers(model: Any, config: Any, pass_name: str) -> tuple[dict[str, An
     return choose_layers(supported, weighted, names, list(PRUNABLE), config, pass_name)
 
 
-def check_selection(artifact: Artifact, config: Any, pass_name: str) -> None:
+def check_selection(artifact: Artifact, config: MagnitudePruningConfig, pass_name: str) -> None:
     """Refuse before any work: a Keras 3 model, or a selection the pass cannot honour."""
     require_tf_keras(artifact, pass_name)
     select_layers(_load(artifact), config, pass_name)
@@ -71,7 +61,7 @@ def layer_targets(layers: dict[str, Any], sparsity: float, scope: str) -> dict[s
     return {n: float(min(np.mean(w <= threshold), 0.99)) for n, w in weights.items()}
 
 
-def _schedule(config: Any, target: float, total_steps: int) -> Any:
+def _schedule(config: MagnitudePruningConfig, target: float, total_steps: int) -> Any:
     import tensorflow_model_optimization as tfmot
 
     every = config.update_every_steps
@@ -103,10 +93,10 @@ def sparsity_report(model: Any, names: list[str]) -> dict[str, Any]:
     return {"sparsity": round(zeros / max(total, 1), 4), "per_layer": per_layer}
 
 
-def magnitude_prune(artifact: Artifact, config: Any, ctx: Any, out_dir: Path) -> dict[str, Any]:
+def magnitude_prune(artifact: Artifact, config: MagnitudePruningConfig, ctx: PassContext, out_dir: Path) -> dict[str, Any]:
     """Prune with tfmot while fine-tuning, strip the wrappers, save an .h5 (tf-keras) model."""
-    from backends._tf import TF_KERAS, save_keras
-    from compressor.passes.train._tf import ends_in_softmax, fit_keras
+    from compressor.frameworks._tf import TF_KERAS, save_keras
+    from compressor.passes._tf_fit import ends_in_softmax, fit_keras
 
     model = _load(artifact)
     layers, skipped = select_layers(model, config, "prune.magnitude")

@@ -3,9 +3,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compressor.artifact import Artifact
+
+if TYPE_CHECKING:
+    from compressor.passes.base import PassContext
+    from compressor.passes.prune.magnitude import (
+        MagnitudePruningConfig,
+        PruningSelection,
+    )
 
 
 def prunable_layers(module: Any) -> dict[str, Any]:
@@ -20,7 +27,7 @@ def weighted_layers(module: Any) -> dict[str, Any]:
     return {n: m for n, m in module.named_modules() if n and any(True for _ in m.parameters(recurse=False))}
 
 
-def select_prunable(module: Any, config: Any, pass_name: str,
+def select_prunable(module: Any, config: PruningSelection, pass_name: str,
                     supported: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
     """The layers ``config.include``/``exclude`` select among ``supported`` ones, and why others were skipped.
 
@@ -35,9 +42,9 @@ def select_prunable(module: Any, config: Any, pass_name: str,
     return choose_layers(supported, weighted_layers(module), names, kinds, config, pass_name)
 
 
-def check_selection(artifact: Artifact, config: Any, pass_name: str) -> None:
+def check_selection(artifact: Artifact, config: PruningSelection, pass_name: str) -> None:
     """Refuse, before any work, an include/exclude selection the pass cannot honour."""
-    from backends._torch import load_module
+    from compressor.frameworks._torch import load_module
 
     select_prunable(load_module(Path(artifact.path)), config, pass_name)
 
@@ -80,11 +87,11 @@ def sparsity_report(layers: dict[str, Any]) -> dict[str, Any]:
     return {"sparsity": round(zeros / max(total, 1), 4), "per_layer": per_layer}
 
 
-def magnitude_prune(artifact: Artifact, config: Any, ctx: Any, out_dir: Path) -> dict[str, Any]:
+def magnitude_prune(artifact: Artifact, config: MagnitudePruningConfig, ctx: PassContext, out_dir: Path) -> dict[str, Any]:
     """Prune, fine-tune with masks held (gradually, if asked), and save the pruned model folder."""
-    from backends._torch import MODEL_JSON, load_module, save_module
+    from compressor.frameworks._torch import MODEL_JSON, load_module, save_module
+    from compressor.passes._torch_fit import fit
     from compressor.passes.prune.magnitude import polynomial_sparsity
-    from compressor.passes.train._torch import fit
 
     module = load_module(Path(artifact.path))
     layers, skipped = select_prunable(module, config, "prune.magnitude")

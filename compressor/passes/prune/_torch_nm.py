@@ -4,10 +4,14 @@ from __future__ import annotations
 import json
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compressor.artifact import Artifact
 from compressor.errors import PassError
+
+if TYPE_CHECKING:
+    from compressor.passes.base import PassContext
+    from compressor.passes.prune.nm import NMPruningConfig
 
 GPU_NOTE = ("on a GPU with sparse tensor cores (NVIDIA Ampere+, compute capability >= 8.0) 2:4 sparse matmuls "
             "run at up to 2x the dense math rate with about half the weight memory (torch "
@@ -50,13 +54,17 @@ def _gzip_state(module: Any) -> int:
     return len(zlib.compress(raw, 9))
 
 
-def nm_prune(artifact: Artifact, config: Any, ctx: Any, out_dir: Path) -> dict[str, Any]:
+def nm_prune(artifact: Artifact, config: NMPruningConfig, ctx: PassContext, out_dir: Path) -> dict[str, Any]:
     """Mask, fine-tune with the mask held, save; report the pattern, the sizes and the honest gains."""
     import torch
 
-    from backends._torch import MODEL_JSON, load_module, save_module
-    from compressor.passes.prune._torch import apply_masks, select_prunable, sparsity_report
-    from compressor.passes.train._torch import fit
+    from compressor.frameworks._torch import MODEL_JSON, load_module, save_module
+    from compressor.passes._torch_fit import fit
+    from compressor.passes.prune._torch import (
+        apply_masks,
+        select_prunable,
+        sparsity_report,
+    )
 
     module = load_module(Path(artifact.path))
     layers, skipped = select_prunable(module, config, "prune.nm")

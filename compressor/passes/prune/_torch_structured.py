@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compressor.errors import PassError, first_line
+
+if TYPE_CHECKING:
+    from compressor.artifact import Artifact
+    from compressor.passes.base import PassContext
+    from compressor.passes.prune.structured import StructuredPruningConfig
 
 
 @dataclass
@@ -281,15 +286,20 @@ def _set_out(layer: Any, n: int) -> None:
         layer.out_features = n
 
 
-def structured_prune(artifact: Any, config: Any, ctx: Any, out_dir: Any) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+def structured_prune(artifact: Artifact, config: StructuredPruningConfig, ctx: PassContext, out_dir: Any) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """Plan, shrink, fine-tune and save; return (model path, report, artifact meta)."""
     import json
     from pathlib import Path
 
-    from backends._torch import MODEL_JSON, load_module, save_exported, save_module
-    from compressor.passes._torch_cost import params_and_macs
-    from compressor.passes.convert._torch import sample_inputs
-    from compressor.passes.train._torch import fit
+    from compressor.frameworks._torch import (
+        MODEL_JSON,
+        load_module,
+        params_and_macs,
+        sample_inputs,
+        save_exported,
+        save_module,
+    )
+    from compressor.passes._torch_fit import fit
     from compressor.passes.widths import pruned_kwargs
 
     module, deps, skipped = prepare(artifact, config)
@@ -326,12 +336,11 @@ def structured_prune(artifact: Any, config: Any, ctx: Any, out_dir: Any) -> tupl
     return path, report, meta
 
 
-def prepare(artifact: Any, config: Any) -> tuple[Any, dict[str, Dependents], dict[str, str]]:
+def prepare(artifact: Artifact, config: StructuredPruningConfig) -> tuple[Any, dict[str, Dependents], dict[str, str]]:
     """Load the model and plan the pruning; every refusal happens here (``check`` calls it too)."""
     from pathlib import Path
 
-    from backends._torch import load_module
-    from compressor.passes.convert._torch import sample_inputs
+    from compressor.frameworks._torch import load_module, sample_inputs
     from compressor.passes.prune._torch import select_prunable
     from compressor.passes.prune.magnitude import is_pattern
 

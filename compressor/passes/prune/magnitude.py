@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import fnmatch
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from compressor.artifact import Artifact
 from compressor.errors import PassError
 from compressor.formats import Format
-from compressor.passes.base import Pass, PassConfig, PassContext, PassOutput
+from compressor.passes.base import PassConfig, PassContext, PassOutput, PrunePass
 
 # input format -> framework module with check_selection(artifact, config, name) and
 # magnitude_prune(artifact, config, ctx, out_dir) -> report; and the model file it writes in out_dir
@@ -39,6 +39,12 @@ class MagnitudePruningConfig(PassConfig):
     include: list[str] = Field(default_factory=lambda: ["*"], description="layer name patterns to prune")
     exclude: list[str] = Field(default_factory=list, description="layer name patterns to leave dense")
 
+    @model_validator(mode="after")
+    def _no_ignored_keys(self) -> MagnitudePruningConfig:
+        self.only_with(("ramp_fraction", "update_every_steps"), self.schedule == "polynomial", "schedule: polynomial")
+        self.only_with(("lr", "batch_size"), self.finetune_epochs > 0, "finetune_epochs > 0")
+        return self
+
 
 def is_pattern(text: str) -> bool:
     """Whether an include/exclude entry is a glob pattern rather than one exact layer name."""
@@ -58,8 +64,15 @@ def select_layers(names: list[str], include: list[str], exclude: list[str]) -> t
     return chosen, skipped
 
 
+class PruningSelection(Protocol):
+    """What the layer choice reads from any pruning config (magnitude, N:M, structured)."""
+
+    include: list[str]
+    exclude: list[str]
+
+
 def choose_layers(supported: dict[str, Any], weighted: dict[str, Any], all_names: set[str], kinds: list[str],
-                  config: Any, pass_name: str) -> tuple[dict[str, Any], dict[str, str]]:
+                  config: PruningSelection, pass_name: str) -> tuple[dict[str, Any], dict[str, str]]:
     """The framework-neutral layer choice: ``supported`` layers picked by include / exclude.
 
     ``weighted`` are all layers with weights; those of a type the pass cannot prune are skipped with
@@ -100,7 +113,7 @@ def polynomial_sparsity(final: float, step: int, total: int, initial: float = 0.
     return final + (initial - final) * (1.0 - frac) ** power
 
 
-class MagnitudePrune(Pass):
+class PruneMagnitude(PrunePass):
     """Zero the smallest-magnitude weights of Conv and Linear layers; fine-tune with masks held."""
 
     name = "prune.magnitude"
@@ -108,8 +121,10 @@ class MagnitudePrune(Pass):
     config_class = MagnitudePruningConfig
     input_formats: ClassVar[frozenset[Format]] = frozenset(ADAPTERS)
 
-    @property
-    def data_splits(self) -> tuple[str, ...]:  # type: ignore[override]
+    def slow_reason(self, entry: dict[str, Any], cpu: dict[str, Any]) -> str:
+        return "unstructured zeros do not skip work in dense kernels; prune.structured removes whole filters"
+
+    def reads(self) -> tuple[str, ...]:
         return ("training",) if self.config.finetune_epochs else ()
 
     @staticmethod

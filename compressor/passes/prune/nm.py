@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 
 from compressor.artifact import Artifact
 from compressor.formats import Format
-from compressor.passes.base import Pass, PassConfig, PassContext, PassOutput
+from compressor.passes.base import PassConfig, PassContext, PassOutput, PrunePass
 
 
 class NMPruningConfig(PassConfig):
@@ -39,8 +39,13 @@ class NMPruningConfig(PassConfig):
             raise ValueError(f"n ({self.n}) must be smaller than m ({self.m}); 2:4 keeps 2 of every 4 weights")
         return self
 
+    @model_validator(mode="after")
+    def _no_ignored_keys(self) -> NMPruningConfig:
+        self.only_with(("lr", "batch_size"), self.finetune_epochs > 0, "finetune_epochs > 0")
+        return self
 
-class NMPrune(Pass):
+
+class PruneNm(PrunePass):
     """Keep the N largest of every M weights along the input dimension of Conv and Linear layers."""
 
     name = "prune.nm"
@@ -48,8 +53,7 @@ class NMPrune(Pass):
     config_class = NMPruningConfig
     input_formats: ClassVar[frozenset[Format]] = frozenset({Format.TORCH})
 
-    @property
-    def data_splits(self) -> tuple[str, ...]:  # type: ignore[override]
+    def reads(self) -> tuple[str, ...]:
         return ("training",) if self.config.finetune_epochs else ()
 
     def check(self, artifact: Artifact, ctx: PassContext) -> None:

@@ -11,11 +11,19 @@ import io
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from compressor.errors import DataError, PassError, did_you_mean, first_line
+
+if TYPE_CHECKING:
+    from compressor.artifact import Signature
+    from compressor.data import Split
+    from compressor.passes.quantize.onnx_dynamic import DynamicQuantConfig
+    from compressor.passes.quantize.onnx_fp16 import Fp16Config
+    from compressor.passes.quantize.onnx_static import StaticQuantConfig
+    from compressor.passes.quantize.onnx_weight_only import WeightOnlyConfig
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +34,7 @@ COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
 
 
 def graph_nodes(path: Path) -> list[Any]:
-    from compressor.passes.optimize._onnx import load_onnx
+    from compressor.frameworks._onnx import load_onnx
 
     return list(load_onnx(path, load_weights=False).graph.node)
 
@@ -93,7 +101,7 @@ class SplitReader:
     it, so memory does not grow with the number of samples.
     """
 
-    def __init__(self, split: Any, signature: Any, batch_size: int = 32) -> None:
+    def __init__(self, split: Split, signature: Signature, batch_size: int = 32) -> None:
         self._split = split
         self._signature = signature
         self._batch_size = batch_size
@@ -186,7 +194,7 @@ def compute_nodes(path: Path, op_types: list[str] | None) -> list[tuple[str, str
     return [(n.name, n.op_type) for n in graph_nodes(path) if n.op_type in allowed and n.name]
 
 
-def static_options(config: Any) -> dict[str, Any]:
+def static_options(config: StaticQuantConfig) -> dict[str, Any]:
     """quantize_static keyword arguments for a StaticQuantConfig, less model, reader and exclusions."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
 
@@ -294,7 +302,7 @@ def small_reduction_convs(path: Path, min_reduction: int, already: list[str]) ->
     return found
 
 
-def quantize_dynamic(src: Path, dst: Path, config: Any, work: Path) -> dict[str, Any]:
+def quantize_dynamic(src: Path, dst: Path, config: DynamicQuantConfig, work: Path) -> dict[str, Any]:
     """Run ORT's dynamic quantizer (int8 weights, activations quantized at run time)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -312,7 +320,7 @@ def quantize_dynamic(src: Path, dst: Path, config: Any, work: Path) -> dict[str,
     return {"preprocessed": model_in != src}
 
 
-def convert_fp16(src: Path, dst: Path, config: Any) -> dict[str, Any]:
+def convert_fp16(src: Path, dst: Path, config: Fp16Config) -> dict[str, Any]:
     """float16 weights and compute; float32 inputs and outputs kept (Casts at the edges)."""
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -328,14 +336,14 @@ def convert_fp16(src: Path, dst: Path, config: Any) -> dict[str, Any]:
 
 def has_weight_matmul(path: Path) -> bool:
     """Whether the graph has a MatMul whose second input is a constant weight."""
-    from compressor.passes.optimize._onnx import load_onnx
+    from compressor.frameworks._onnx import load_onnx
 
     model = load_onnx(path, load_weights=False)
     inits = {i.name for i in model.graph.initializer}
     return any(n.op_type == "MatMul" and len(n.input) > 1 and n.input[1] in inits for n in model.graph.node)
 
 
-def quantize_weight_only(src: Path, dst: Path, config: Any, split: Any = None, signature: Any = None) -> dict[str, Any]:
+def quantize_weight_only(src: Path, dst: Path, config: WeightOnlyConfig, split: Split = None, signature: Signature = None) -> dict[str, Any]:
     """Block-wise int4 / int8 MatMul weights through ORT's MatMulNBits quantizer."""
     import onnx
     from onnxruntime.quantization import QuantFormat

@@ -2,29 +2,33 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compressor.artifact import Artifact
 from compressor.errors import PassError, first_line
+
+if TYPE_CHECKING:
+    from compressor.passes.base import PassContext
+    from compressor.passes.quantize.keras_qat import KerasQatConfig
 
 MODEL_FILE = "model.h5"
 
 
 def check_qat(artifact: Artifact, pass_name: str) -> None:
     """Refuse a Keras 3 model, or a model already wrapped for QAT."""
-    from compressor.passes.prune._tf import require_tf_keras
+    from compressor.frameworks._tf import require_tf_keras
 
     require_tf_keras(artifact, pass_name)
     if artifact.meta.get("keras_custom") == "tfmot_qat":
         raise PassError(f"{pass_name}: the model is already quantization-aware; remove the second {pass_name} step.")
 
 
-def quantization_aware_training(artifact: Artifact, config: Any, ctx: Any, out_dir: Path) -> tuple[Path, dict[str, Any]]:
+def quantization_aware_training(artifact: Artifact, config: KerasQatConfig, ctx: PassContext, out_dir: Path) -> tuple[Path, dict[str, Any]]:
     """quantize_model (default 8-bit scheme), fine-tune, save as tf-keras .h5; the path and a report."""
     import tensorflow_model_optimization as tfmot
 
-    from backends._tf import TF_KERAS, load_keras, save_keras
-    from compressor.passes.train._tf import ends_in_softmax, fit_keras
+    from compressor.frameworks._tf import TF_KERAS, load_keras, save_keras
+    from compressor.passes._tf_fit import ends_in_softmax, fit_keras
 
     model = load_keras(Path(artifact.path), TF_KERAS, artifact.meta.get("keras_custom"))
     from_logits = not ends_in_softmax(model)  # decided before the wrappers replace the activations

@@ -2,21 +2,14 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-LAYERS = {"Linear": "torch.nn.Linear", "LSTM": "torch.nn.LSTM", "GRU": "torch.nn.GRU"}
+from compressor.frameworks._torch import apply_dynamic
 
-
-def apply_dynamic(module: Any, layers: list[str], dtype: str = "qint8") -> Any:
-    """torch.ao dynamic quantization: int8 weights, activations quantized per call (x86 / ARM kernels)."""
-    import torch
-
-    types = {getattr(torch.nn, name) for name in layers}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
-        return torch.ao.quantization.quantize_dynamic(module.eval(), types, dtype=getattr(torch, dtype))
+if TYPE_CHECKING:
+    from compressor.artifact import Artifact
+    from compressor.passes.quantize.torch_dynamic import TorchDynamicQuantConfig
 
 
 def count_layers(module: Any, layers: list[str]) -> int:
@@ -25,7 +18,7 @@ def count_layers(module: Any, layers: list[str]) -> int:
     return sum(isinstance(m, tuple(getattr(torch.nn, n) for n in layers)) for m in module.modules())
 
 
-def write_dynamic(artifact: Any, config: Any, out_dir: Path) -> tuple[Path, dict[str, Any]]:
+def write_dynamic(artifact: Artifact, config: TorchDynamicQuantConfig, out_dir: Path) -> tuple[Path, dict[str, Any]]:
     """A torch model folder holding the float weights plus the dynamic-quantization recipe.
 
     torch.ao's dynamic Linear keeps its int8 weights in packed parameters that safetensors cannot
@@ -34,7 +27,7 @@ def write_dynamic(artifact: Any, config: Any, out_dir: Path) -> tuple[Path, dict
     """
     import shutil
 
-    from backends._torch import MODEL_JSON, load_module
+    from compressor.frameworks._torch import MODEL_JSON, load_module
 
     src = Path(artifact.path)
     module = load_module(src)

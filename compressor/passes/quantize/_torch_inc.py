@@ -17,10 +17,16 @@ import shutil
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compressor.artifact import Artifact
 from compressor.errors import PassError
+
+if TYPE_CHECKING:
+    from compressor.artifact import Signature
+    from compressor.data import Split
+    from compressor.passes.base import PassContext
+    from compressor.passes.quantize.torch_weight_only import TorchWeightOnlyConfig
 
 
 @contextlib.contextmanager
@@ -58,10 +64,14 @@ def has_blocks(module: Any) -> bool:
     return False
 
 
-def inc_config(config: Any, model_path: Path) -> Any:
+def inc_config(config: TorchWeightOnlyConfig, model_path: Path) -> Any:
     """The INC config object for the algorithm (bits, group size and symmetry shared by all three)."""
     with quiet():
-        from neural_compressor.torch.quantization import AWQConfig, GPTQConfig, RTNConfig
+        from neural_compressor.torch.quantization import (
+            AWQConfig,
+            GPTQConfig,
+            RTNConfig,
+        )
 
     common = {"bits": config.bits, "group_size": config.group_size, "use_sym": config.symmetric}
     if config.algorithm == "rtn":
@@ -72,7 +82,7 @@ def inc_config(config: Any, model_path: Path) -> Any:
     return kind(**common, model_path=str(model_path))
 
 
-def quantize_inc(module: Any, config: Any, split: Any, signature: Any, work_dir: Path) -> Any:
+def quantize_inc(module: Any, config: TorchWeightOnlyConfig, split: Split, signature: Signature, work_dir: Path) -> Any:
     """Run INC on ``module`` (in place); GPTQ and AWQ see the calibration split batch by batch."""
     import torch
 
@@ -133,12 +143,17 @@ def group_levels(weight: Any, group_size: int) -> int:
     return worst
 
 
-def write_weight_only(artifact: Artifact, config: Any, ctx: Any, out_dir: Path) -> tuple[Path, dict[str, Any]]:
+def write_weight_only(artifact: Artifact, config: TorchWeightOnlyConfig, ctx: PassContext, out_dir: Path) -> tuple[Path, dict[str, Any]]:
     """A torch model folder (same factory) whose Linear weights are INC's quantized-then-recovered weights."""
     import torch
     from safetensors.torch import save_file
 
-    from backends._torch import MODEL_JSON, WEIGHTS, build_module, load_module
+    from compressor.frameworks._torch import (
+        MODEL_JSON,
+        WEIGHTS,
+        build_module,
+        load_module,
+    )
 
     src = Path(artifact.path)
     module = load_module(src)

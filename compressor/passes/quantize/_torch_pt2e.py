@@ -16,10 +16,17 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compressor.artifact import Artifact
 from compressor.errors import PassError
+
+if TYPE_CHECKING:
+    from compressor.passes.base import PassContext
+    from compressor.passes.quantize.torch_static import (
+        TorchQatConfig,
+        TorchStaticQuantConfig,
+    )
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +78,7 @@ def export_graph(module: Any, signature: Any) -> Any:
     """torch.export ``module`` with a symbolic batch and return the graph module PT2E works on."""
     import torch
 
-    from compressor.passes.convert._torch import sample_inputs
+    from compressor.frameworks._torch import sample_inputs
 
     args = sample_inputs(signature, batch=4)
     batch = torch.export.Dim("batch", min=1, max=65536)
@@ -87,7 +94,7 @@ def save_program(module: Any, signature: Any, path: Path) -> Path:
     """Export the converted q/dq graph again (symbolic batch) and write it as a .pt2 program."""
     import torch
 
-    from compressor.passes.convert._torch import sample_inputs
+    from compressor.frameworks._torch import sample_inputs
 
     args = sample_inputs(signature, batch=4)
     batch = torch.export.Dim("batch", min=1, max=65536)
@@ -108,19 +115,19 @@ def quant_ops(module: Any) -> dict[str, int]:
 
 def batches(split: Any, signature: Any, batch_size: int) -> Iterator[list[Any]]:
     """The split's inputs as lists of tensors, ``batch_size`` samples at a time, in order."""
-    from compressor.passes.train._torch import to_tensors
+    from compressor.passes._torch_fit import to_tensors
 
     for start in range(0, len(split), batch_size):
         yield to_tensors(signature, {k: v[start:start + batch_size] for k, v in split.inputs.items()})
 
 
 def load_input(artifact: Artifact) -> Any:
-    from compressor.passes.convert._torch import load_torch
+    from compressor.frameworks._torch import load_torch
 
     return load_torch(artifact).eval()
 
 
-def write_static(artifact: Artifact, config: Any, ctx: Any, out_dir: Path) -> tuple[Path, dict[str, Any]]:
+def write_static(artifact: Artifact, config: TorchStaticQuantConfig, ctx: PassContext, out_dir: Path) -> tuple[Path, dict[str, Any]]:
     """Post-training static PT2E quantization calibrated on the calibration split; a .pt2 program."""
     import torch
 
@@ -139,13 +146,16 @@ def write_static(artifact: Artifact, config: Any, ctx: Any, out_dir: Path) -> tu
     return finish(converted, artifact, config, out_dir, {"calibration_samples": len(split)})
 
 
-def write_qat(artifact: Artifact, config: Any, ctx: Any, out_dir: Path) -> tuple[Path, dict[str, Any]]:
+def write_qat(artifact: Artifact, config: TorchQatConfig, ctx: PassContext, out_dir: Path) -> tuple[Path, dict[str, Any]]:
     """Quantization-aware training: fake-quantize, fine-tune on the training split, convert; a .pt2 program."""
     with quiet():
         from torchao.quantization.pt2e import allow_exported_model_train_eval
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
+        from torchao.quantization.pt2e.quantize_pt2e import (
+            convert_pt2e,
+            prepare_qat_pt2e,
+        )
 
-    from compressor.passes.train._torch import fit
+    from compressor.passes._torch_fit import fit
 
     # exported in train mode so BatchNorm is captured as training BN, which QAT folds into the conv
     graph = export_graph(load_input(artifact).train(), artifact.signature)
@@ -162,7 +172,7 @@ def write_qat(artifact: Artifact, config: Any, ctx: Any, out_dir: Path) -> tuple
     return finish(converted, artifact, config, out_dir, {"epochs": config.epochs, "losses": [round(v, 4) for v in losses]})
 
 
-def finish(converted: Any, artifact: Artifact, config: Any, out_dir: Path,
+def finish(converted: Any, artifact: Artifact, config: TorchStaticQuantConfig, out_dir: Path,
            extra: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
     """Refuse a graph with nothing quantized; otherwise save it and describe it."""
     drop_unused_state(converted)

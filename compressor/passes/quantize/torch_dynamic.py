@@ -15,7 +15,12 @@ from pydantic import Field
 
 from compressor.artifact import Artifact
 from compressor.formats import Format
-from compressor.passes.base import Pass, PassConfig, PassContext, PassOutput
+from compressor.passes.base import (
+    PassConfig,
+    PassContext,
+    PassOutput,
+    QuantizePass,
+)
 
 
 class TorchDynamicQuantConfig(PassConfig):
@@ -25,7 +30,7 @@ class TorchDynamicQuantConfig(PassConfig):
     dtype: Literal["qint8", "float16"] = "qint8"
 
 
-class TorchDynamicQuant(Pass):
+class QuantizeTorchDynamic(QuantizePass):
     """int8 weights, activations quantized at run time, on PyTorch's CPU kernels."""
 
     name = "quantize.torch.dynamic"
@@ -34,8 +39,8 @@ class TorchDynamicQuant(Pass):
     input_formats: ClassVar[frozenset[Format]] = frozenset({Format.TORCH})
 
     def check(self, artifact: Artifact, ctx: PassContext) -> None:
-        from backends._torch import load_module
         from compressor.errors import PassError
+        from compressor.frameworks._torch import load_module
         from compressor.passes.quantize._torch import count_layers
 
         super().check(artifact, ctx)

@@ -19,7 +19,12 @@ from pydantic import Field
 
 from compressor.artifact import Artifact
 from compressor.formats import Format
-from compressor.passes.base import Pass, PassConfig, PassContext, PassOutput
+from compressor.passes.base import (
+    PassConfig,
+    PassContext,
+    PassOutput,
+    QuantizePass,
+)
 
 ALTERNATIVE = "use quantize.torch.static (PT2E int8) or convert.onnx + quantize.onnx.static instead"
 
@@ -30,7 +35,7 @@ class TorchSmoothQuantConfig(PassConfig):
     alpha: float = Field(0.5, ge=0, le=1, description="migration strength of activation outliers into weights")
 
 
-class TorchSmoothQuant(Pass):
+class QuantizeTorchSmoothquant(QuantizePass):
     """SmoothQuant (neural-compressor); needs intel_extension_for_pytorch, refused without it."""
 
     name = "quantize.torch.smoothquant"

@@ -19,11 +19,16 @@ import importlib.util
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from compressor.artifact import Artifact
 from compressor.formats import Format
-from compressor.passes.base import Pass, PassConfig, PassContext, PassOutput
+from compressor.passes.base import (
+    PassConfig,
+    PassContext,
+    PassOutput,
+    QuantizePass,
+)
 
 
 class TorchWeightOnlyConfig(PassConfig):
@@ -42,6 +47,11 @@ class TorchWeightOnlyConfig(PassConfig):
             raise ValueError("must be -1 (per output row) or a positive number of columns")
         return value
 
+    @model_validator(mode="after")
+    def _no_ignored_keys(self) -> TorchWeightOnlyConfig:
+        self.only_with(("batch_size",), self.algorithm in ("gptq", "awq"), "algorithm: gptq or awq")
+        return self
+
 
 def require_inc(pass_name: str) -> None:
     from compressor.errors import PassError
@@ -51,7 +61,7 @@ def require_inc(pass_name: str) -> None:
                         f"pip install 'compressor[inc]'.")
 
 
-class TorchWeightOnly(Pass):
+class QuantizeTorchWeightOnly(QuantizePass):
     """Weight-only int4 / int8 quantization of Linear layers (neural-compressor), stored dequantized."""
 
     name = "quantize.torch.weight_only"
@@ -61,8 +71,8 @@ class TorchWeightOnly(Pass):
     data_splits = ("calibration",)
 
     def check(self, artifact: Artifact, ctx: PassContext) -> None:
-        from backends._torch import load_module
         from compressor.errors import PassError
+        from compressor.frameworks._torch import load_module
         from compressor.passes.quantize._torch_inc import count_linear, has_blocks
 
         super().check(artifact, ctx)

@@ -5,10 +5,14 @@ import fnmatch
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compressor.artifact import Artifact, Signature, TensorSpec
 from compressor.errors import PassError
+
+if TYPE_CHECKING:
+    from compressor.passes.base import PassContext
+    from compressor.passes.train.finetune import FineTuneConfig
 
 
 def replace_head(module: Any, head: Any) -> Any:
@@ -32,7 +36,7 @@ def replace_head(module: Any, head: Any) -> Any:
     return new
 
 
-def head_name(module: Any, config: Any) -> str:
+def head_name(module: Any, config: FineTuneConfig) -> str:
     """The head: ``head.module``, else the last layer that owns a weight."""
     if config.head is not None:
         return config.head.module
@@ -42,7 +46,7 @@ def head_name(module: Any, config: Any) -> str:
     return names[-1]
 
 
-def freeze(module: Any, config: Any) -> tuple[list[str], list[Any]]:
+def freeze(module: Any, config: FineTuneConfig) -> tuple[list[str], list[Any]]:
     """Freeze parameters by config; return the frozen names and the fully frozen BatchNorm layers."""
     from torch import nn
 
@@ -67,11 +71,11 @@ def freeze(module: Any, config: Any) -> tuple[list[str], list[Any]]:
     return sorted(set(frozen)), bns
 
 
-def prepare(artifact: Artifact, config: Any, seed: int) -> tuple[Any, str, dict[str, Any]]:
+def prepare(artifact: Artifact, config: FineTuneConfig, seed: int) -> tuple[Any, str, dict[str, Any]]:
     """Load, replace the head (seeded), and check the factory rebuilds the new shape; return module, factory, kwargs."""
     import torch
 
-    from backends._torch import build_module, load_module
+    from compressor.frameworks._torch import build_module, load_module
 
     module = load_module(Path(artifact.path))
     desc = json.loads((Path(artifact.path) / "model.json").read_text())
@@ -95,13 +99,12 @@ def prepare(artifact: Artifact, config: Any, seed: int) -> tuple[Any, str, dict[
     return module, factory, kwargs
 
 
-def finetune(artifact: Artifact, config: Any, ctx: Any, out_dir: Path) -> tuple[Signature, dict[str, Any]]:
+def finetune(artifact: Artifact, config: FineTuneConfig, ctx: PassContext, out_dir: Path) -> tuple[Signature, dict[str, Any]]:
     """Replace the head, freeze, train, save; return the new signature and the report."""
     import torch
 
-    from backends._torch import load_module, save_module
-    from compressor.passes.convert._torch import sample_inputs
-    from compressor.passes.train._torch import fit
+    from compressor.frameworks._torch import load_module, sample_inputs, save_module
+    from compressor.passes._torch_fit import fit
 
     module, factory, kwargs = prepare(artifact, config, ctx.seed)
     frozen, bns = freeze(module, config)

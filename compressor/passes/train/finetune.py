@@ -41,7 +41,7 @@ class FineTuneConfig(PassConfig):
     head: HeadSpec | None = Field(None, description="replace this layer by a fresh one with num_classes outputs")
 
 
-class FineTune(Pass):
+class TrainFinetune(Pass):
     """Fine-tune a torch model on the training split, optionally with a new head and a frozen backbone."""
 
     name = "train.finetune"

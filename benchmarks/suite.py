@@ -1,0 +1,22 @@
+"""Helpers the benchmark suites share: an ORT session with the toolchain's options, markdown tables."""
+from __future__ import annotations
+
+from typing import Any
+
+
+def ort_session(path: str, threads: int = 1) -> Any:
+    """An ONNX Runtime CPU session with the toolchain's standard options."""
+    import onnxruntime as ort
+
+    from compressor.frameworks._onnx import session_options
+
+    return ort.InferenceSession(path, session_options(threads), providers=["CPUExecutionProvider"])
+
+
+def markdown_table(head: list[str], rows: list[list[Any]]) -> str:
+    def cell(v: Any) -> str:
+        return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,105 @@
+"""Measure one artifact on one target and batch size, in a fresh subprocess.
+
+The worker is started as ``python -m compressor.measure.worker`` in the caller's folder. The
+folders the caller imports its own code from (a model factory beside the pipeline file, the
+project's tests) travel in the request, so the worker sees the same code without any
+environment trick. Every way the subprocess can fail — a timeout, a crash, no output, output that
+is not a result — becomes a MeasurementError that names the measurement and the reason.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compressor.artifact import Artifact
+from compressor.errors import MeasurementError
+from compressor.measure.timing import TimingSettings
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+               "TF_NUM_INTEROP_THREADS")
+
+
+def batch_feeds(artifact: Artifact, samples: dict[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
+    """Real samples tiled (or cut) to ``batch_size``, mapped to the model's inputs."""
+    from compressor.data import feeds_for
+
+    n = len(next(iter(samples.values())))
+    idx = np.arange(batch_size) % n
+    return feeds_for(artifact.signature, {k: v[idx] for k, v in samples.items()})
+
+
+def random_samples(artifact: Artifact, n: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
+    """Inputs drawn to fit the signature, for benchmarking a model without data."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for spec in artifact.signature.inputs:
+        shape = [n if i == 0 else (d if isinstance(d, int) and d > 0 else 16) for i, d in enumerate(spec.shape)]
+        if "int" in spec.dtype:
+            out[spec.name] = rng.integers(0, 2, shape).astype(spec.dtype)
+        else:
+            out[spec.name] = rng.random(shape, dtype=np.float32).astype(spec.dtype)
+    return out
+
+
+def user_import_paths() -> list[str]:
+    """The folders on this process's import path that hold user code (not the interpreter's own)."""
+    system = {sysconfig.get_path(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    paths = []
+    for entry in sys.path:
+        folder = os.path.abspath(entry or os.getcwd())
+        if os.path.isdir(folder) and not any(s and folder.startswith(s) for s in system) and folder not in paths:
+            paths.append(folder)
+    return paths
+
+
+def _result(proc: subprocess.CompletedProcess, what: str) -> dict[str, Any]:
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
+        raise MeasurementError(f"{what} failed (exit {proc.returncode}): {tail}")
+    lines = proc.stdout.strip().splitlines()
+    try:
+        result = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        shown = lines[-1][:120] if lines else "nothing"
+        raise MeasurementError(f"{what} printed no result (last line: {shown!r}); the worker was cut short.") from None
+    if not isinstance(result, dict) or "p50_ms" not in result:
+        raise MeasurementError(f"{what} printed {str(result)[:120]!r}, not a timing result.")
+    return result
+
+
+def measure(artifact: Artifact, runtime: str, device: str, batch_size: int, threads: int,
+            settings: TimingSettings, samples: dict[str, np.ndarray], timeout_s: float = 600) -> dict[str, Any]:
+    """Time ``artifact`` on ``runtime:device`` at ``batch_size`` in a fresh process."""
+    what = f"measuring {artifact.path} on {runtime}:{device} at batch {batch_size}"
+    feeds = batch_feeds(artifact, samples, batch_size)
+    env = dict(os.environ)
+    env.update({v: str(threads) for v in THREAD_VARS})
+    with tempfile.TemporaryDirectory(prefix="compressor-bench-") as tmp:
+        inputs = Path(tmp) / "inputs.npz"
+        np.savez(inputs, **feeds)
+        request = Path(tmp) / "request.json"
+        request.write_text(json.dumps({
+            "artifact": artifact.to_dict(), "inputs": str(inputs), "runtime": runtime, "device": device,
+            "threads": threads, "batch_size": batch_size, "settings": asdict(settings),
+            "import_paths": user_import_paths(),
+        }))
+        try:
+            proc = subprocess.run([sys.executable, "-m", "compressor.measure.worker", str(request)], env=env,
+                                  capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise MeasurementError(f"{what} took longer than {timeout_s:g} s and was stopped; "
+                                   f"lower benchmark.max_seconds or the batch size.") from None
+        except OSError as exc:
+            raise MeasurementError(f"{what} could not start a worker process: {exc}.") from None
+    result = _result(proc, what)
+    result.update(runtime=runtime, device=device, batch_size=batch_size, threads=threads)
+    return result

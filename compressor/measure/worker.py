@@ -1,0 +1,66 @@
+"""One measurement in a fresh process: ``python -m compressor.measure.worker REQUEST.json``.
+
+A fresh process per measurement keeps runtimes from sharing thread pools and makes peak RSS
+and cold start mean something. The result is printed as one JSON line on stdout.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _rss_mb() -> float:
+    """Peak resident memory of this process in MiB.
+
+    VmHWM belongs to this process image; ru_maxrss would carry over the parent's peak across
+    fork + exec on Linux, so it is only the fallback where /proc is missing.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def main(request_path: str) -> None:
+    from backends import get_runtime
+    from compressor.artifact import Artifact
+    from compressor.measure.timing import TimingSettings, time_loop
+
+    req = json.loads(Path(request_path).read_text())
+    sys.path[:0] = [p for p in req.get("import_paths", []) if p not in sys.path]  # the caller's own code
+    artifact = Artifact.from_dict(req["artifact"])
+    feeds = dict(np.load(req["inputs"], allow_pickle=False))
+    runtime = get_runtime(req["runtime"])
+    runtime_import = time.perf_counter_ns()
+    runtime.preload(artifact)  # import cost is not part of cold start
+    base_rss = _rss_mb()
+    t0 = time.perf_counter_ns()
+    session = runtime.open(artifact, device=req["device"], threads=req["threads"])
+    session.run(feeds)
+    session.sync()
+    cold_ms = (time.perf_counter_ns() - t0) / 1e6
+    timing = time_loop(lambda: session.run(feeds), TimingSettings(**req["settings"]), session.sync)
+    batch = req["batch_size"]
+    result = timing.to_dict()
+    result.update(
+        cold_start_ms=cold_ms,
+        peak_rss_mb=_rss_mb(),
+        rss_before_open_mb=base_rss,
+        throughput_per_s=batch * 1000.0 / timing.mean_ms if timing.mean_ms else 0.0,
+        import_ms=(t0 - runtime_import) / 1e6,
+    )
+    session.close()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

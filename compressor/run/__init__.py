@@ -1,0 +1,36 @@
+"""A run: prepare a frozen context, apply every variant's steps, measure, write the results.
+
+``run_pipeline`` is the whole job; its stages are separate modules that take the context:
+``context`` (prepare), ``step`` (a pass through the cache, verified), ``measurements`` (the
+harness on every target), ``speed`` (speed checks), ``results`` (results.json and the folder).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from compressor.run.context import Event
+    from compressor.run.pipeline import Pipeline
+
+
+def run_pipeline(pipeline: Pipeline, out_dir: Path, cache_dir: Path | None = None,
+                 on_event: Event | None = None, benchmark: bool = True) -> dict[str, Any]:
+    """Run every variant of ``pipeline`` into ``out_dir`` (artifacts/, results.json); return the results dict.
+
+    The reports are a layer above: ``compressor.run_pipeline`` and the CLI write them from the results.
+    """
+    from compressor.measure.environment import fingerprint
+    from compressor.run.context import prepare, quiet
+    from compressor.run.measurements import collect
+    from compressor.run.results import build_results, write_run
+    from compressor.run.step import run_variant
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ctx = prepare(pipeline, Path(cache_dir) if cache_dir else out_dir / "cache", on_event or quiet)
+    outcomes = [run_variant(ctx, name, passes) for name, passes in pipeline.variants.items()]
+    benches, skipped = collect(ctx, outcomes) if benchmark else ({}, [])
+    results = build_results(ctx, outcomes, benches, skipped, fingerprint())
+    write_run(out_dir, results, outcomes)
+    return results

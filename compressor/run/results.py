@@ -1,0 +1,109 @@
+"""results.json (DESIGN section 5) built from a run's outcomes, and the run folder written atomically."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compressor.artifact import Artifact, gzip_size
+from compressor.cache import atomic_write_text
+from compressor.frameworks import format_info
+from compressor.run.context import RunContext
+from compressor.run.speed import speed_checks
+from compressor.run.step import VariantOutcome
+
+SCHEMA_VERSION = 1
+
+
+def export_path(variant: str, artifact: Artifact) -> str:
+    """Where a variant's model goes in the run folder, relative to it."""
+    path = Path(artifact.path)
+    own = path.suffix if path.is_file() else ""  # a Keras artifact may be .h5 or .keras
+    return f"artifacts/{variant}{own or format_info(artifact.format).suffix}"
+
+
+def _variant(ctx: RunContext, o: VariantOutcome, benches: dict, cpu: dict[str, Any]) -> dict[str, Any]:
+    v: dict[str, Any] = {"name": o.name, "passes": o.pass_names, "ledger": o.ledger, "status": "ok"}
+    if o.error:
+        v.update(status="failed", error=o.error)
+        if o.refused:
+            v["bad_input"] = True
+    if o.artifact is None:
+        v.update(metric=None, metric_drop=None, within_budget=False, benchmarks=[], warnings=[])
+        return v
+    a = o.artifact
+    value = o.ledger[-1]["metric"] if o.ledger else ctx.reference_metric
+    v.update(
+        artifact={"format": a.format.value, "path": export_path(o.name, a), "size_bytes": a.size_bytes,
+                  "gzip_bytes": gzip_size(a.path), "sha256": a.sha256},
+        metric=value, metric_drop=ctx.metric.drop(ctx.reference_metric, value),
+    )
+    v["within_budget"] = ctx.budget.allows(v["metric_drop"])
+    v["benchmarks"] = benches.get(a.sha256, [])
+    v["speed_checks"], v["warnings"] = speed_checks(o, benches, cpu)
+    return v
+
+
+def build_results(ctx: RunContext, outcomes: list[VariantOutcome], benches: dict, skipped: list[dict],
+                  env: dict[str, Any]) -> dict[str, Any]:
+    """The results dict of a run: reference, variants with their ledgers, benchmarks, environment."""
+    ref = ctx.reference
+    return {
+        "schema": SCHEMA_VERSION,
+        "pipeline": ctx.spec.name,
+        "metric": {"name": ctx.metric.name, "higher_is_better": ctx.metric.higher_is_better},
+        "budget": ctx.budget.model_dump(),
+        "reference": {"format": ref.format.value, "source": ctx.spec.model.path or ctx.spec.model.factory,
+                      "size_bytes": ref.size_bytes, "gzip_bytes": gzip_size(ref.path), "sha256": ref.sha256,
+                      "metric": ctx.reference_metric, "benchmarks": benches.get(ref.sha256, [])},
+        "variants": [_variant(ctx, o, benches, env.get("cpu", {})) for o in outcomes],
+        "skipped_targets": skipped,
+        "environment": env,
+    }
+
+
+def write_run(out_dir: Path, results: dict[str, Any], outcomes: list[VariantOutcome]) -> None:
+    """Copy each variant's model into ``artifacts/``, then write results.json (the reports are built from it)."""
+    for o in outcomes:
+        if o.artifact is not None:
+            _copy_atomic(Path(o.artifact.path), out_dir / export_path(o.name, o.artifact))
+    atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
+    if src.is_dir():
+        shutil.copytree(src, tmp)
+    else:
+        shutil.copyfile(src, tmp)
+    if dst.is_dir():
+        shutil.rmtree(dst)
+    tmp.replace(dst)
+
+
+def exit_code(results: dict[str, Any], strict: bool) -> int:
+    """0 when every variant completed (and, with strict, at least one is within budget).
+
+    2 when a pass refused its input before any work (bad input), 1 when a variant failed otherwise.
+    """
+    if any(v.get("bad_input") for v in results["variants"]):
+        return 2
+    if any(v["status"] != "ok" for v in results["variants"]):
+        return 1
+    if strict and not any(v["within_budget"] for v in results["variants"]):
+        return 3
+    return 0

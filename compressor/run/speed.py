@@ -1,0 +1,51 @@
+"""Speed checks: each step's speed-up over its own input, per target and batch, and a warning with
+the likely reason when a step expected to speed the model up made it slower.
+
+The reason comes from the pass itself (``Pass.slow_reason``), given the step's ledger entry and the
+CPU the figures were measured on, passed in explicitly.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from compressor.run.step import VariantOutcome
+
+SLOWER = 0.95  # below this speed-up a step counts as slower than its input
+
+
+def _by_target(entries: list[dict]) -> dict[tuple, dict]:
+    return {(b["runtime"], b["device"], b["batch_size"]): b for b in entries}
+
+
+def speed_checks(outcome: VariantOutcome, benches: dict[str, list[dict]],
+                 cpu: dict[str, Any]) -> tuple[list[dict], list[str]]:
+    """Each compared step's speed-up over its input, per target and batch; warnings when slower."""
+    checks, warnings = [], []
+    final = {} if outcome.artifact is None else _by_target(benches.get(outcome.artifact.sha256, []))
+    for i, entry in enumerate(outcome.ledger):
+        step = outcome.passes[i]
+        if not step.compares_speed:
+            continue
+        parent = _by_target(benches.get(outcome.chain[i].sha256, []))
+        for b in benches.get(outcome.chain[i + 1].sha256, []):
+            p = parent.get((b["runtime"], b["device"], b["batch_size"]))
+            if p is None or "p50_ms" not in p or "p50_ms" not in b:
+                continue
+            speedup = p["p50_ms"] / b["p50_ms"] if b["p50_ms"] else float("inf")
+            checks.append({"pass": entry["pass"], "step": i + 1, "target": f"{b['runtime']}:{b['device']}",
+                           "batch_size": b["batch_size"], "parent_p50_ms": p["p50_ms"], "p50_ms": b["p50_ms"],
+                           "speedup": round(speedup, 3)})
+            if speedup >= SLOWER or not step.expects_speedup:
+                continue
+            last = final.get((b["runtime"], b["device"], b["batch_size"]))
+            if i + 1 < len(outcome.ledger) and last is not None and p["p50_ms"] / last["p50_ms"] >= SLOWER:
+                # a later step (e.g. optimize.onnx baking the graph) wins the speed back: the variant
+                # is not slower than this step's input, so record it instead of warning
+                checks[-1]["recovered_by_later_steps"] = round(p["p50_ms"] / last["p50_ms"], 3)
+            else:
+                warnings.append(
+                    f"slower than its parent: step {i + 1} ({entry['pass']}) runs at {speedup:.2f}x its input's "
+                    f"speed on {b['runtime']}:{b['device']} batch {b['batch_size']} (p50 {b['p50_ms']:.3f} ms vs "
+                    f"{p['p50_ms']:.3f} ms); likely reason: {step.slow_reason(entry, cpu)}"
+                )
+    return checks, warnings
