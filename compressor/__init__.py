@@ -28,9 +28,20 @@ __all__ = [
 
 
 def load_pipeline(path):  # noqa: ANN001, ANN201 - thin re-export, keeps import light
-    """Read and validate a pipeline YAML file (see compressor.run.pipeline.load_pipeline)."""
+    """Read and validate a pipeline YAML file (see compressor.run.pipeline.load_pipeline).
+
+    The file's own folder goes first on the import path, so a model factory, a data function or a
+    metric in a module beside the pipeline file is found without setting PYTHONPATH (measurement
+    workers get the same import path).
+    """
+    import sys
+    from pathlib import Path
+
     from compressor.run.pipeline import load_pipeline as _load
 
+    folder = str(Path(path).expanduser().resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     return _load(path)
 
 

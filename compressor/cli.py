@@ -67,16 +67,31 @@ def _fail(exc: CompressorError) -> None:
     sys.exit(2)
 
 
+def _writable_folder(path: Path, what: str) -> Path:
+    """``path`` resolved once, here (relative paths are relative to where the command runs); refused
+    with one line when it is a file or cannot be written."""
+    path = path.expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise CompressorError(f"{what} '{path}' is a file, not a folder; give a folder path (it is created if missing).")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise CompressorError(f"{what} '{path}' cannot be written ({exc.strerror or exc}); choose a folder you can write to.") from None
+    return path
+
+
 def _run(pipeline_path: Path, out: Optional[Path], variant: list[str], strict: bool, cache: Optional[Path],
          no_bench: bool) -> None:
-    from compressor import run_pipeline
-    from compressor.run.pipeline import load_pipeline
-    from compressor.run.results import exit_code
+    from compressor import load_pipeline, run_pipeline
+    from compressor.run.results import exit_code, failed_benchmarks
 
-    pipeline = load_pipeline(pipeline_path)
+    pipeline = load_pipeline(pipeline_path.expanduser().resolve())
     if variant:
         pipeline.select(variant)
-    out = out or Path("runs") / pipeline.name
+    out = _writable_folder(out or Path("runs") / pipeline.name, "--out")
+    cache = _writable_folder(cache, "--cache") if cache else None
     events = ConsoleEvents()
     try:
         results = run_pipeline(pipeline, out, cache_dir=cache, on_event=events, benchmark=not no_bench)
@@ -85,6 +100,8 @@ def _run(pipeline_path: Path, out: Optional[Path], variant: list[str], strict: b
     _summary(results)
     console.print(f"\nreport: {out / 'report.md'}  (also report.html, pareto.png, results.json)")
     code = exit_code(results, strict)
+    for line in failed_benchmarks(results):
+        err_console.print(f"error: benchmark of {line}", highlight=False, soft_wrap=True, markup=False)
     for v in results["variants"]:
         if v.get("bad_input"):
             err_console.print(f"error: variant '{v['name']}' {v['error']}", highlight=False, soft_wrap=True, markup=False)
@@ -100,10 +117,12 @@ def _summary(results: dict[str, Any]) -> None:
     for v in results["variants"]:
         a = v.get("artifact") or {}
         p50 = [b["p50_ms"] for b in v.get("benchmarks", []) if b.get("batch_size") == 1 and "p50_ms" in b]
+        bench_failed = any(b.get("error") for b in v.get("benchmarks", []))
         table.add_row(v["name"], a.get("format", "—"), f"{a['size_bytes'] / 1024:.1f}" if a else "—",
                       "—" if v["metric"] is None else f"{v['metric']:.4f}",
                       "—" if v["metric_drop"] is None else f"{v['metric_drop']:+.4f}",
-                      "yes" if v["within_budget"] else "[red]no[/red]", f"{min(p50):.3f}" if p50 else "—",
+                      "yes" if v["within_budget"] else "[red]no[/red]",
+                      "[red]failed[/red]" if bench_failed else (f"{min(p50):.3f}" if p50 else "—"),
                       str(len(v.get("warnings", []))) if v["status"] == "ok" else "[red]failed[/red]")
     console.print(table)
     for v in results["variants"]:
@@ -136,30 +155,35 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="run fo
 @app.command()
 def bench(
     model: Path = typer.Argument(..., help="model file (.onnx, ...) or torch model folder"),
-    runtime: str = typer.Option("onnxruntime:cpu", "--runtime", "-r", help="target as runtime:device"),
-    batch: str = typer.Option("1", help="comma-separated batch sizes, e.g. 1,32"),
+    runtime: Optional[str] = typer.Option(
+        None, "--runtime", "-r", help="target as runtime:device (default: the format's own runtime on cpu)"),
+    batch: str = typer.Option("1", help="comma-separated batch sizes of at least 1, e.g. 1,32"),
     threads: int = typer.Option(1, min=1),
     min_runs: int = typer.Option(100, min=1),
     min_seconds: float = typer.Option(1.0, min=0),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
 ) -> None:
     """Measure one model on one target: latency percentiles, throughput, cold start, peak RSS."""
-    from backends import get_runtime, parse_target
+    from backends import RUNTIMES, get_runtime, parse_target
     from compressor.artifact import Artifact, content_sha256
     from compressor.formats import detect_format
-    from compressor.frameworks import function_for
+    from compressor.frameworks import format_info, function_for
     from compressor.measure.harness import measure, random_samples
     from compressor.measure.timing import TimingSettings
 
-    target = parse_target(runtime)
     fmt = detect_format(model)
+    target = parse_target(runtime or f"{format_info(fmt).runtime}:cpu")
     rt = get_runtime(target.runtime)
     if not rt.can_run(fmt):
-        raise CompressorError(f"runtime '{target.runtime}' cannot run '{fmt.value}' models; it runs {', '.join(rt.formats)}.")
+        able = [name for name in RUNTIMES if get_runtime(name).can_run(fmt)]
+        raise CompressorError(f"runtime '{target.runtime}' cannot run '{fmt.value}' models (it runs {', '.join(rt.formats)}); "
+                              f"use --runtime {able[0] if able else '...'}:cpu or leave --runtime out.")
     try:
         sizes = [int(b) for b in batch.split(",")]
     except ValueError:
-        raise CompressorError(f"--batch '{batch}' is not a comma-separated list of integers; e.g. --batch 1,32.") from None
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise CompressorError(f"--batch '{batch}' is not a comma-separated list of batch sizes of at least 1; e.g. --batch 1,32.")
     importer = function_for(fmt, "importer", "bench")
     with tempfile.TemporaryDirectory() as tmp:
         signature = importer(model, Path(tmp))[1]

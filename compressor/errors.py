@@ -7,6 +7,7 @@ The CLI prints it and exits with status 2. Subclasses also derive from the match
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 
 
@@ -61,13 +62,24 @@ class MeasurementError(CompressorError):
     """A measurement failed: its subprocess timed out, crashed or printed no result."""
 
 
-def first_line(exc: BaseException, limit: int = 300) -> str:
-    """The first line of an exception's message, cut to ``limit``; its type name when it has none.
+_LIBRARY_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : |^(?:\w+\.)*\w+(?:Error|Exception): ")
 
-    Library errors often carry pages of text; a CompressorError quotes one line of it.
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first useful line of an exception's message, cut to ``limit``, without a final period.
+
+    Library errors often carry pages of text; a CompressorError quotes one line of it. Blank lines,
+    traceback lines and library prefixes (``[ONNXRuntimeError] : 1 : FAIL :``, ``ValueError:``) are
+    skipped, and the line's own final period is dropped so the quoting sentence can end it. A
+    message-less exception gives a description of its kind, not a bare class name.
     """
-    text = str(exc).strip()
-    return text.splitlines()[0][:limit] if text else type(exc).__name__
+    for line in str(exc).splitlines():
+        line = _LIBRARY_PREFIX.sub("", line.strip())
+        if line and not line.startswith(("Traceback", "File \"", "During handling")):
+            line = line.rstrip(" .")[:limit]
+            if line:
+                return line
+    return f"{type(exc).__name__} with no message"
 
 
 def did_you_mean(value: str, choices: Iterable[str]) -> str:

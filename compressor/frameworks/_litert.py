@@ -4,6 +4,7 @@ int8). Ops are read from the file, not from an Interpreter, whose op list also h
 delegate nodes."""
 from __future__ import annotations
 
+import math
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -33,7 +34,7 @@ def read_ops(path: Path) -> tuple[list[dict[str, Any]], Any, dict[int, str]]:
         graph = model.subgraphs[0]
     except Exception as exc:  # flatbuffers raises struct / index / unicode errors on junk
         raise ModelLoadError(
-            f"'{path}' is not a readable TFLite flatbuffer ({type(exc).__name__}); the file is truncated or "
+            f"'{path}' is not a readable TFLite flatbuffer (the parser stopped: {first_line(exc, 120)}); the file is truncated or "
             f"not a .tflite model: convert it again."
         ) from None
     op_names, type_names = _names(fb.BuiltinOperator), _names(fb.TensorType)
@@ -42,6 +43,7 @@ def read_ops(path: Path) -> tuple[list[dict[str, Any]], Any, dict[int, str]]:
         return type_names.get(graph.tensors[i].type, str(graph.tensors[i].type))
 
     ops = []
+    producer: dict[int, str] = {}  # tensor -> op that writes it
     for op in graph.operators:
         code = model.operatorCodes[op.opcodeIndex]
         name = op_names.get(flatbuffer_utils.get_builtin_code_from_operator_code(code), "?")
@@ -49,13 +51,35 @@ def read_ops(path: Path) -> tuple[list[dict[str, Any]], Any, dict[int, str]]:
             name = f"CUSTOM:{code.customCode.decode(errors='replace')}"
         inputs = [i for i in (op.inputs if op.inputs is not None else []) if i >= 0]
         weight = graph.tensors[inputs[1]] if name in MAC_OPS and len(inputs) > 1 else None
+        outputs = [i for i in (op.outputs if op.outputs is not None else []) if i >= 0]
         ops.append({
             "op": name,
             "inputs": [tensor_type(i) for i in inputs],
-            "outputs": [tensor_type(i) for i in (op.outputs if op.outputs is not None else [])],
+            "outputs": [tensor_type(i) for i in outputs],
             "weight_elements": int(np.prod(weight.shape)) if weight is not None and weight.shape is not None else 0,
+            "const_elements": sum(_elements(graph.tensors[i]) for i in inputs if _is_constant(model, graph.tensors[i])),
+            # fed by a DEQUANTIZE of an activation (not of a constant weight): float work inside an int8 graph
+            "after_dequantize": any(producer.get(i) == "DEQUANTIZE!" for i in inputs),
         })
+        for i in outputs:
+            activation = name == "DEQUANTIZE" and not any(_is_constant(model, graph.tensors[j]) for j in inputs)
+            producer[i] = "DEQUANTIZE!" if activation else name
     return ops, graph, type_names
+
+
+def _is_constant(model: Any, tensor: Any) -> bool:
+    buffer = model.buffers[tensor.buffer] if 0 < tensor.buffer < len(model.buffers) else None
+    return buffer is not None and buffer.data is not None and len(buffer.data) > 0
+
+
+def _elements(tensor: Any) -> int:
+    return int(np.prod(tensor.shape)) if tensor.shape is not None else 0
+
+
+def float_islands(ops: list[dict[str, Any]]) -> list[str]:
+    """Ops that run in float between a DEQUANTIZE and a QUANTIZE of activations (PReLU, some activations)."""
+    return [f"{i}:{o['op']}" for i, o in enumerate(ops)
+            if o["after_dequantize"] and o["op"] not in ("QUANTIZE", "DEQUANTIZE") and _kind(o) == "float"]
 
 
 def _kind(op: dict[str, Any]) -> str:
@@ -73,7 +97,9 @@ def summarize(path: Path) -> dict[str, Any]:
     """Op histogram, tensor dtype counts, int8 share of the compute (by weight elements), float compute ops."""
     ops, graph, type_names = read_ops(path)
     compute = [o for o in ops if o["op"] in MAC_OPS]
-    total_w = sum(max(o["weight_elements"], 1) for o in compute)
+    islands = float_islands(ops)
+    island_w = sum(max(ops[int(s.split(":")[0])]["const_elements"], 1) for s in islands)
+    total_w = sum(max(o["weight_elements"], 1) for o in compute) + island_w
     int8_w = sum(max(o["weight_elements"], 1) for o in compute if _kind(o) == "int8")
     hybrid_w = sum(max(o["weight_elements"], 1) for o in compute if _kind(o) == "hybrid")
     io = [graph.tensors[i] for i in list(graph.inputs) + list(graph.outputs)]
@@ -84,9 +110,11 @@ def summarize(path: Path) -> dict[str, Any]:
         "io_dtypes": sorted({type_names.get(t.type, str(t.type)) for t in io}),
         "compute_ops": len(compute),
         "int8_compute_ops": sum(1 for o in compute if _kind(o) == "int8"),
-        "int8_share": round(int8_w / total_w, 4) if total_w else 0.0,
+        # floored, so a model with any float work left never reads 1.0
+        "int8_share": math.floor(int8_w / total_w * 1e4) / 1e4 if total_w else 0.0,
         "int8_weight_share": round((int8_w + hybrid_w) / total_w, 4) if total_w else 0.0,
         "float_compute_ops": [f"{i}:{o['op']}" for i, o in enumerate(ops) if o["op"] in MAC_OPS and _kind(o) != "int8"],
+        "float_islands": islands,
     }
 
 
@@ -105,7 +133,7 @@ def coverage(path: Path, input_shapes: dict[str, list[int]] | None = None) -> di
     """The runner's coverage entry for a quantized .tflite: int8 share and the float compute left."""
     info = summarize(path)
     return {"int8_share": info["int8_share"], "int8_weight_share": info["int8_weight_share"],
-            "float_compute_ops": info["float_compute_ops"]}
+            "float_compute_ops": info["float_compute_ops"], "float_islands": info["float_islands"]}
 
 
 _QUANTIZED = (np.int8, np.uint8, np.int16)

@@ -17,7 +17,7 @@ def load_onnx(path: Path, load_weights: bool = True) -> Any:
         model = onnx.load(str(path), load_external_data=load_weights)
     except Exception as exc:
         raise ModelLoadError(
-            f"'{path}' is not a readable ONNX model ({type(exc).__name__}: {str(exc)[:120]}); "
+            f"'{path}' is not a readable ONNX model ({first_line(exc, 160)}); "
             f"re-export it, or check that the file was copied completely."
         ) from None
     if not model.graph.node:

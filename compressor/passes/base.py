@@ -101,6 +101,11 @@ class Pass:
         """The data splits this pass reads with its config; they enter its cache key."""
         return self.data_splits
 
+    def lowers_precision(self) -> bool:
+        """Whether this pass, as configured, makes lower-precision arithmetic (its output should beat
+        a sibling variant whose same pass keeps full precision)."""
+        return self.quantizes
+
     def uses_budget(self) -> bool:
         """Whether the pass aims at the pipeline's budget (its result then depends on it)."""
         return False
@@ -108,10 +113,15 @@ class Pass:
     def produces(self, input_format: Format) -> Format:
         """The format this pass turns ``input_format`` into; raise when it cannot take it."""
         if input_format not in self.input_formats:
+            from compressor.passes.registry import conversions_between
+
             allowed = ", ".join(sorted(f.value for f in self.input_formats))
+            ways = conversions_between(input_format, self.input_formats)
+            fix = (f"put {' or '.join(ways)} before it" if ways else
+                   f"no conversion pass turns a '{input_format.value}' model into one it takes: "
+                   f"start the pipeline from a model in format {allowed.replace(', ', ' or ')}")
             raise FormatChainError(
-                f"pass '{self.name}' cannot take a '{input_format.value}' model; it accepts "
-                f"{allowed}. Put a conversion pass (e.g. convert.onnx) before it."
+                f"pass '{self.name}' cannot take a model in format '{input_format.value}'; it accepts {allowed}: {fix}."
             )
         return self.output_format or input_format
 

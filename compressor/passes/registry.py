@@ -69,6 +69,16 @@ def get_pass_class(name: str) -> type:
     return load_attr(PASSES[name])
 
 
+def conversions_between(source: Any, targets: Any) -> list[str]:
+    """The conversion passes that take a ``source``-format model and write one of ``targets``."""
+    found = []
+    for name in pass_names():
+        cls = get_pass_class(name)
+        if cls.is_conversion and source in cls.input_formats and cls.output_format in targets:
+            found.append(name)
+    return found
+
+
 def build_pass(name: str, config: dict[str, Any] | None = None) -> Any:
     """Validate ``config`` against the pass's config class and return the pass instance."""
     cls = get_pass_class(name)

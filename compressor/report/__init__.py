@@ -216,4 +216,14 @@ def rebuild(out_dir: Path) -> Path:
     path = Path(out_dir) / "results.json"
     if not path.is_file():
         raise ConfigError(f"'{path}' does not exist; give a run folder written by 'compressor run'.")
-    return write_reports(json.loads(path.read_text()), Path(out_dir))
+    try:
+        results = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"'{path}' is not valid JSON ({exc}); it is truncated or edited: run the pipeline again.") from None
+    if not isinstance(results, dict) or results.get("schema") != 1 or "variants" not in results:
+        raise ConfigError(f"'{path}' is not a compressor results file (schema 1 with variants); "
+                          f"give a run folder written by 'compressor run'.")
+    try:
+        return write_reports(results, Path(out_dir))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"'{path}' misses or mangles a field the report needs ({exc!r}); run the pipeline again.") from None

@@ -12,7 +12,7 @@ from compressor.artifact import Artifact, gzip_size
 from compressor.cache import atomic_write_text
 from compressor.frameworks import format_info
 from compressor.run.context import RunContext
-from compressor.run.speed import speed_checks
+from compressor.run.speed import sibling_checks, speed_checks
 from compressor.run.step import VariantOutcome
 
 SCHEMA_VERSION = 1
@@ -25,7 +25,8 @@ def export_path(variant: str, artifact: Artifact) -> str:
     return f"artifacts/{variant}{own or format_info(artifact.format).suffix}"
 
 
-def _variant(ctx: RunContext, o: VariantOutcome, benches: dict, cpu: dict[str, Any]) -> dict[str, Any]:
+def _variant(ctx: RunContext, o: VariantOutcome, benches: dict, cpu: dict[str, Any],
+             siblings: dict[str, tuple[list[dict], list[str]]]) -> dict[str, Any]:
     v: dict[str, Any] = {"name": o.name, "passes": o.pass_names, "ledger": o.ledger, "status": "ok"}
     if o.error:
         v.update(status="failed", error=o.error)
@@ -44,6 +45,9 @@ def _variant(ctx: RunContext, o: VariantOutcome, benches: dict, cpu: dict[str, A
     v["within_budget"] = ctx.budget.allows(v["metric_drop"])
     v["benchmarks"] = benches.get(a.sha256, [])
     v["speed_checks"], v["warnings"] = speed_checks(o, benches, cpu)
+    if o.name in siblings:
+        v["sibling_checks"], more = siblings[o.name]
+        v["warnings"] += more
     return v
 
 
@@ -51,6 +55,8 @@ def build_results(ctx: RunContext, outcomes: list[VariantOutcome], benches: dict
                   env: dict[str, Any]) -> dict[str, Any]:
     """The results dict of a run: reference, variants with their ledgers, benchmarks, environment."""
     ref = ctx.reference
+    cpu = env.get("cpu", {})
+    siblings = sibling_checks(outcomes, benches, cpu)
     return {
         "schema": SCHEMA_VERSION,
         "pipeline": ctx.spec.name,
@@ -59,7 +65,7 @@ def build_results(ctx: RunContext, outcomes: list[VariantOutcome], benches: dict
         "reference": {"format": ref.format.value, "source": ctx.spec.model.path or ctx.spec.model.factory,
                       "size_bytes": ref.size_bytes, "gzip_bytes": gzip_size(ref.path), "sha256": ref.sha256,
                       "metric": ctx.reference_metric, "benchmarks": benches.get(ref.sha256, [])},
-        "variants": [_variant(ctx, o, benches, env.get("cpu", {})) for o in outcomes],
+        "variants": [_variant(ctx, o, benches, cpu, siblings) for o in outcomes],
         "skipped_targets": skipped,
         "environment": env,
     }
@@ -95,14 +101,23 @@ def _copy_atomic(src: Path, dst: Path) -> None:
     tmp.replace(dst)
 
 
+def failed_benchmarks(results: dict[str, Any]) -> list[str]:
+    """One line per failed measurement: which model, target and batch, and why."""
+    rows = [("reference", b) for b in results["reference"].get("benchmarks", [])]
+    rows += [(v["name"], b) for v in results["variants"] for b in v.get("benchmarks", [])]
+    return [f"{name} on {b['runtime']}:{b['device']} batch {b['batch_size']}: {b['error']}"
+            for name, b in rows if b.get("error")]
+
+
 def exit_code(results: dict[str, Any], strict: bool) -> int:
     """0 when every variant completed (and, with strict, at least one is within budget).
 
-    2 when a pass refused its input before any work (bad input), 1 when a variant failed otherwise.
+    2 when a pass refused its input before any work (bad input), 1 when a variant failed otherwise
+    or a measurement failed (a benchmark row with an error is a failure, not a gap in the table).
     """
     if any(v.get("bad_input") for v in results["variants"]):
         return 2
-    if any(v["status"] != "ok" for v in results["variants"]):
+    if any(v["status"] != "ok" for v in results["variants"]) or failed_benchmarks(results):
         return 1
     if strict and not any(v["within_budget"] for v in results["variants"]):
         return 3

@@ -17,6 +17,45 @@ def _by_target(entries: list[dict]) -> dict[tuple, dict]:
     return {(b["runtime"], b["device"], b["batch_size"]): b for b in entries}
 
 
+def sibling_checks(outcomes: list[VariantOutcome], benches: dict[str, list[dict]],
+                   cpu: dict[str, Any]) -> dict[str, tuple[list[dict], list[str]]]:
+    """Lower precision against full precision made from the same parent by the same pass.
+
+    Two variants are siblings when their last steps are the same pass on the same input artifact
+    and write the same format (e.g. ``convert.tflite`` with ``quantize: int8`` and without). The one
+    that lowers precision should be faster than the one that does not; when it is slower on a
+    target and batch, it is flagged. Per variant: (checks, warnings).
+    """
+    found: dict[str, tuple[list[dict], list[str]]] = {}
+    done = [o for o in outcomes if o.artifact is not None and o.ledger]
+    for low in done:
+        step = low.passes[len(low.ledger) - 1]
+        if not step.lowers_precision():
+            continue
+        for full in done:
+            other = full.passes[len(full.ledger) - 1]
+            if (full is low or other.name != step.name or other.lowers_precision()
+                    or full.chain[-2].sha256 != low.chain[-2].sha256 or full.artifact.format != low.artifact.format):
+                continue
+            checks, warnings = found.setdefault(low.name, ([], []))
+            theirs = _by_target(benches.get(full.artifact.sha256, []))
+            for b in benches.get(low.artifact.sha256, []):
+                f = theirs.get((b["runtime"], b["device"], b["batch_size"]))
+                if f is None or "p50_ms" not in f or "p50_ms" not in b:
+                    continue
+                speedup = f["p50_ms"] / b["p50_ms"] if b["p50_ms"] else float("inf")
+                checks.append({"sibling": full.name, "target": f"{b['runtime']}:{b['device']}",
+                               "batch_size": b["batch_size"], "sibling_p50_ms": f["p50_ms"], "p50_ms": b["p50_ms"],
+                               "speedup": round(speedup, 3)})
+                if speedup < SLOWER:
+                    warnings.append(
+                        f"slower than its full-precision sibling '{full.name}' (same parent, {step.name}): "
+                        f"{speedup:.2f}x on {b['runtime']}:{b['device']} batch {b['batch_size']} "
+                        f"(p50 {b['p50_ms']:.3f} ms vs {f['p50_ms']:.3f} ms); likely reason: "
+                        f"{step.slow_reason(low.ledger[-1], cpu)}")
+    return found
+
+
 def speed_checks(outcome: VariantOutcome, benches: dict[str, list[dict]],
                  cpu: dict[str, Any]) -> tuple[list[dict], list[str]]:
     """Each compared step's speed-up over its input, per target and batch; warnings when slower."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from compressor.artifact import Artifact, Signature
-from compressor.errors import ConversionError, DataError
+from compressor.errors import ConversionError, DataError, first_line
 from compressor.frameworks._tf import keras_module
 
 if TYPE_CHECKING:
@@ -60,11 +60,6 @@ def quiet_converter() -> Iterator[None]:
             log.debug("converter output: %s%s", captured.getvalue(), sink.read()[-4000:].decode(errors="replace"))
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
-
-
 def _unsupported_op(text: str) -> str | None:
     """The TF operator a converter named as unsupported, if its message names one."""
     for pattern in (r"'tf\.(\w+)' op is neither a custom op nor a flex op", r"ops are not supported.*?tf\.(\w+)",
@@ -101,7 +96,7 @@ def export_onnx(artifact: Artifact, config: ConvertOnnxConfig, path: Path) -> Si
             tf2onnx.convert.from_function(fn, input_signature=specs, opset=config.opset, output_path=str(path))
     except Exception as exc:
         op = _unsupported_op(str(exc))
-        what = f"operator {op} is not supported by tf2onnx" if op else _first_line(exc)
+        what = f"operator {op} is not supported by tf2onnx" if op else first_line(exc)
         raise ConversionError(
             f"{hop} failed: {what}. Try another opset, replace the operator with a supported one, "
             f"or convert to TFLite instead."
@@ -226,7 +221,7 @@ def _tflite_error(artifact: Artifact, config: ConvertTfliteConfig, exc: BaseExce
             f"{hop} failed: operator {op} is not a TFLite builtin. Replace it with a supported layer, or "
             f"convert to ONNX (convert.onnx) instead."
         )
-    return ConversionError(f"{hop} failed: {_first_line(exc)}. Try another quantize mode or convert.onnx.")
+    return ConversionError(f"{hop} failed: {first_line(exc)}. Try another quantize mode or convert.onnx.")
 
 
 def calibration_check(artifact: Artifact, ctx: Any, limit: int) -> None:

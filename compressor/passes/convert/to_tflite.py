@@ -7,7 +7,7 @@ file's ops and tensor types and refuses an "int8" file without int8 kernels.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -57,6 +57,25 @@ class ConvertTflite(Pass):
     output_format = Format.TFLITE
     is_conversion = True
 
+    def slow_reason(self, entry: dict[str, Any], cpu: dict[str, Any]) -> str:
+        report = entry.get("report") or {}
+        left = [*report.get("float_compute_ops", []), *report.get("float_islands", [])]
+        if self.config.quantize == "int8" and left:
+            return (f"{len(left)} op(s) still run in float ({', '.join(left[:4])}), each behind a DEQUANTIZE / "
+                    f"QUANTIZE pair that costs more than the int8 part saves at this size")
+        if self.config.quantize == "fp16":
+            return ("float16 weights are dequantized to float32 when the interpreter loads the model: fp16 TFLite "
+                    "halves the file, not the time, on CPUs (it pays off on GPU delegates)")
+        if self.config.quantize == "dynamic":
+            return ("dynamic-range int8 quantizes activations on every call and keeps float outputs; "
+                    "at this model size that overhead outweighs the int8 kernels: try quantize: int8")
+        if not cpu.get("int8_dot_product", False):
+            return "this CPU has no int8 dot-product instructions (VNNI/dotprod), so XNNPACK's int8 kernels gain little"
+        return "XNNPACK's float32 kernels are as fast as its int8 ones for this op mix and size"
+
+    def lowers_precision(self) -> bool:
+        return self.config.quantize != "none"
+
     def reads(self) -> tuple[str, ...]:
         return ("calibration",) if self.config.quantize in ("int8", "dynamic") else ()
 
@@ -99,7 +118,7 @@ class ConvertTflite(Pass):
         self._verify(info)
         signature, facts = tflite_signature(path, artifact.signature.layout)
         report = {k: info[k] for k in ("ops", "io_dtypes", "compute_ops", "int8_compute_ops", "int8_share",
-                                       "int8_weight_share", "float_compute_ops")}
+                                       "int8_weight_share", "float_compute_ops", "float_islands")}
         meta = {"quantize": self.config.quantize, "converter": "litert-torch" if artifact.format == Format.TORCH
                 else "tflite", **facts}
         return PassOutput(path=path, signature=signature, meta=meta, report=report)
