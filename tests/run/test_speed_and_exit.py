@@ -1,0 +1,50 @@
+"""Speed checks between siblings, and measurement failures that fail the run."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from compressor.passes.registry import build_pass
+from compressor.run.results import exit_code, failed_benchmarks
+from compressor.run.speed import sibling_checks
+
+CPU = {"int8_dot_product": True}
+
+
+def _outcome(name: str, config: dict, parent: str, final: str) -> SimpleNamespace:
+    chain = [SimpleNamespace(sha256="ref"), SimpleNamespace(sha256=parent), SimpleNamespace(sha256=final, format="tflite")]
+    return SimpleNamespace(name=name, passes=[build_pass("convert.onnx"), build_pass("convert.tflite", config)],
+                           ledger=[{"pass": "x"}, {"pass": "convert.tflite", "config": config, "report": {}}],
+                           chain=chain, artifact=chain[-1])
+
+
+def _bench(p50: float) -> list[dict]:
+    return [{"runtime": "litert", "device": "cpu", "batch_size": 1, "p50_ms": p50}]
+
+
+def test_int8_slower_than_its_fp32_sibling_is_flagged() -> None:
+    fp32 = _outcome("fp32", {}, "torch-model", "f32")
+    int8 = _outcome("int8", {"quantize": "int8"}, "torch-model", "i8")
+    found = sibling_checks([fp32, int8], {"f32": _bench(1.0), "i8": _bench(1.5)}, CPU)
+    checks, warnings = found["int8"]
+    assert checks[0]["sibling"] == "fp32" and checks[0]["speedup"] < 0.95
+    assert len(warnings) == 1 and "slower than its full-precision sibling 'fp32'" in warnings[0]
+    assert "fp32" not in found  # the full-precision variant is the yardstick, never flagged
+    _, warnings = sibling_checks([fp32, int8], {"f32": _bench(1.0), "i8": _bench(0.6)}, CPU)["int8"]
+    assert warnings == []
+
+
+def test_variants_from_different_parents_are_not_siblings() -> None:
+    fp32 = _outcome("fp32", {}, "pruned-model", "f32")
+    int8 = _outcome("int8", {"quantize": "int8"}, "torch-model", "i8")
+    assert sibling_checks([fp32, int8], {"f32": _bench(1.0), "i8": _bench(1.5)}, CPU) == {}
+
+
+def test_a_failed_measurement_fails_the_run() -> None:
+    ok = {"runtime": "onnxruntime", "device": "cpu", "batch_size": 1, "p50_ms": 1.0}
+    bad = {"runtime": "torch", "device": "cpu", "batch_size": 1, "error": "measuring x failed (exit 1): boom"}
+    results = {"reference": {"benchmarks": [ok]},
+               "variants": [{"name": "a", "status": "ok", "within_budget": True, "benchmarks": [ok]}]}
+    assert exit_code(results, strict=False) == 0 and failed_benchmarks(results) == []
+    results["reference"]["benchmarks"].append(bad)
+    assert exit_code(results, strict=False) == 1
+    assert failed_benchmarks(results) == ["reference on torch:cpu batch 1: measuring x failed (exit 1): boom"]
