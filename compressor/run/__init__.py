@@ -24,11 +24,12 @@ def run_pipeline(pipeline: Pipeline, out_dir: Path, cache_dir: Path | None = Non
     from compressor.run.context import prepare, quiet
     from compressor.run.measurements import collect
     from compressor.run.results import build_results, write_run
-    from compressor.run.step import run_variant
+    from compressor.run.step import refuse_early, run_variant
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = prepare(pipeline, Path(cache_dir) if cache_dir else out_dir / "cache", on_event or quiet)
+    refuse_early(ctx, pipeline)
     outcomes = [run_variant(ctx, name, passes) for name, passes in pipeline.variants.items()]
     benches, skipped = collect(ctx, outcomes) if benchmark else ({}, [])
     results = build_results(ctx, outcomes, benches, skipped, fingerprint())

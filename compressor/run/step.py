@@ -12,7 +12,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compressor.artifact import Artifact, Lineage, content_sha256
 from compressor.cache import cache_key
@@ -25,6 +25,9 @@ from compressor.errors import (
 from compressor.frameworks import format_info
 from compressor.passes.base import Pass
 from compressor.run.context import RunContext
+
+if TYPE_CHECKING:
+    from compressor.run.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +139,22 @@ def check_parity(ctx: RunContext, parent: Artifact, child: Artifact, p: Pass) ->
             f"try another opset or exporter, or raise the pass's atol if this is expected."
         )
     return parity
+
+
+def refuse_early(ctx: RunContext, pipeline: Pipeline) -> None:
+    """Every variant's first pass checks the reference before any work: bad input stops the run whole.
+
+    Later steps can only be checked once the steps before them have run; they refuse in their turn.
+    """
+    for name, passes in pipeline.variants.items():
+        if not passes:
+            continue
+        try:
+            p = passes[0]
+            pass_key(ctx, ctx.reference, p)  # the data splits it reads exist and are not empty
+            p.check(ctx.reference, ctx.pass_context(name, p.name))
+        except CompressorError as exc:
+            raise InputRefused(f"variant '{name}' step 1 ({passes[0].name}): {exc}") from exc
 
 
 def run_variant(ctx: RunContext, name: str, passes: list[Pass]) -> VariantOutcome:

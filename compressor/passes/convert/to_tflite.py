@@ -44,6 +44,9 @@ class ConvertTfliteConfig(PassConfig):
         self.only_with(("calibration_samples",), self.quantize in ("int8", "dynamic"), "quantize: int8 or dynamic")
         self.only_with(("allow_float_ops",), self.quantize == "int8", "quantize: int8")
         self.only_with(("atol",), self.quantize == "none", "quantize: none")
+        if self.int8_io is not None and self.quantize != "int8":
+            raise ValueError(f"int8_io={self.int8_io} applies only to quantize: int8 (got quantize: {self.quantize}); "
+                             f"remove it")
         return self
 
 
@@ -85,8 +88,6 @@ class ConvertTflite(Pass):
     def check(self, artifact: Artifact, ctx: PassContext) -> None:
         super().check(artifact, ctx)
         q, io = self.config.quantize, self.config.int8_io
-        if io is not None and q != "int8":
-            raise ConfigError(f"convert.tflite int8_io={io} applies only to quantize: int8 (got quantize: {q}); remove it.")
         if artifact.format == Format.TORCH:
             if q not in TORCH_MODES:
                 raise ConfigError(
