@@ -31,7 +31,7 @@ DEMO_PIPELINE = Path(__file__).resolve().parent.parent / "samples" / "digits_cnn
 
 
 class ConsoleEvents:
-    """Renders runner events: one line per pass, a status line while work runs."""
+    """Renders run events: one line per pass, a status line while work runs."""
 
     def __init__(self) -> None:
         self.status = console.status("starting")

@@ -130,7 +130,7 @@ def inspect_tflite(path: Path) -> dict[str, Any]:
 
 
 def coverage(path: Path, input_shapes: dict[str, list[int]] | None = None) -> dict[str, Any]:
-    """The runner's coverage entry for a quantized .tflite: int8 share and the float compute left."""
+    """The run step's coverage entry for a quantized .tflite: int8 share and the float compute left."""
     info = summarize(path)
     return {"int8_share": info["int8_share"], "int8_weight_share": info["int8_weight_share"],
             "float_compute_ops": info["float_compute_ops"], "float_islands": info["float_islands"]}

@@ -223,7 +223,7 @@ def _is_int8_node(node: Any, producers: dict[str, Any]) -> bool:
 
 
 def coverage(path: Path, input_shapes: dict[str, list[int]] | None = None) -> dict[str, Any]:
-    """What the runner records for every quantized ONNX artifact: int8 share by weights and MACs."""
+    """What a run step records for every quantized ONNX artifact: int8 share by weights and MACs."""
     from compressor.frameworks._onnx import load_onnx
 
     model = load_onnx(path, load_weights=False)

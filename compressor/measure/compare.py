@@ -1,7 +1,7 @@
 """Side-by-side latency ratios: several models timed in one process, interleaved, medians.
 
 Shared, noisy machines drift; timing A then B lets the drift land on one of them. Here every
-round times each model once with the one timing loop (``benchmarks.timing.time_loop``), in
+round times each model once with the one timing loop (``compressor.measure.timing.time_loop``), in
 turn, and the figure reported is the median over rounds of each round's p50.
 """
 from __future__ import annotations

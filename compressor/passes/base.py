@@ -2,7 +2,7 @@
 
 A pass declares the formats it accepts and the format it produces, can refuse its input early in
 ``check``, and does its work in ``run``, writing its model into a fresh folder it is handed. The
-runner hashes, stores, verifies (parity for conversions, the metric for everything) and records
+run step hashes, stores, verifies (parity for conversions, the metric for everything) and records
 the result; a pass never touches the cache or the ledger itself.
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Keras 3 configs differ from Keras 2 ones in small ways (dtype policies as objects, ``batch_shape``,
 node references as tensors, new initializer arguments). The rebuild translates the config, keeps
 only the arguments each tf-keras class accepts, builds the model with tf-keras and copies the
-weights in order; the runner's parity check then proves the two models compute the same thing.
+weights in order; the run step's parity check then proves the two models compute the same thing.
 """
 from __future__ import annotations
 

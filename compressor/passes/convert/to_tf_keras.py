@@ -2,7 +2,7 @@
 
 tensorflow-model-optimization (prune.magnitude on Keras, quantize.keras.qat) takes only tf-keras
 models. This pass rebuilds a Keras 3 Sequential / Functional model of built-in layers in tf-keras
-from its config and weights; the runner's parity check proves the rebuild exact.
+from its config and weights; the run step's parity check proves the rebuild exact.
 """
 from __future__ import annotations
 

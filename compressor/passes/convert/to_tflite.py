@@ -51,7 +51,7 @@ class ConvertTfliteConfig(PassConfig):
 
 
 class ConvertTflite(Pass):
-    """Convert to TFLite; verify the file's kernels; the runner checks parity (enforced for float)."""
+    """Convert to TFLite; verify the file's kernels; the run step checks parity (enforced for float)."""
 
     name = "convert.tflite"
     version = 2  # 2: PyTorch int8 calibrates in batches
