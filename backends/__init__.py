@@ -21,18 +21,6 @@ RUNTIMES: dict[str, str] = {
     "tensorflow": "backends._tf:TensorflowRuntime",
 }
 
-# what a format is run on when no target says otherwise (evaluation, parity)
-DEFAULT_RUNTIME = {
-    "onnx": "onnxruntime",
-    "ort": "onnxruntime",
-    "torch": "torch",
-    "torch_export": "torch",
-    "tflite": "litert",
-    "keras": "tensorflow",
-    "saved_model": "tensorflow",
-}
-
-
 @dataclass(frozen=True)
 class Target:
     """A runtime on a device, as written in a pipeline: ``onnxruntime:cpu``, ``torch:cuda``."""
@@ -67,7 +55,11 @@ def parse_target(text: str) -> Target:
 
 def default_runtime(fmt: str) -> Runtime:
     """The runtime used to evaluate and check a format."""
-    name = DEFAULT_RUNTIME.get(str(fmt))
+    from compressor.formats import Format
+    from compressor.frameworks import FORMATS
+
+    info = FORMATS.get(Format(str(fmt))) if str(fmt) in {f.value for f in Format} else None
+    name = info.runtime if info else None
     if name is None:
         raise RuntimeUnavailableError(f"no runtime can run format '{fmt}' in this installation.")
     runtime = get_runtime(name)
