@@ -196,6 +196,13 @@ class Pipeline:
                 except FormatChainError as exc:
                     raise FormatChainError(f"variant '{variant}' step {index + 1}: {exc}") from None
 
+    def named_code(self) -> list[str]:
+        """The 'module:attr' names this pipeline gives for code a model folder may record: the model
+        factory and every distillation student. A folder naming one of them loads without --trust-code."""
+        specs = [self.spec.model.factory]
+        specs += [getattr(p.config, "student", None) for passes in self.variants.values() for p in passes]
+        return [s for s in specs if isinstance(s, str) and s]
+
     def select(self, names: list[str]) -> None:
         """Keep only the named variants (``--variant``)."""
         for name in names:

@@ -86,6 +86,11 @@ def _run_pass(ctx: RunContext, parent: Artifact, p: Pass, variant: str, key: str
 
 def apply_pass(ctx: RunContext, parent: Artifact, p: Pass, variant: str, index: int) -> StepResult:
     """Apply ``p`` to ``parent`` (or take it from the cache), verify it, and build its ledger entry."""
+    with ctx.trusted():  # model folders name code: only what the pipeline named, or --trust-code
+        return _apply_pass(ctx, parent, p, variant, index)
+
+
+def _apply_pass(ctx: RunContext, parent: Artifact, p: Pass, variant: str, index: int) -> StepResult:
     try:
         key = pass_key(ctx, parent, p)  # reads the data splits the pass needs: an empty one is bad input
     except CompressorError as exc:
