@@ -1,7 +1,6 @@
 """The torch side of distill.kd: teacher, student, the distillation loss, feature adapters."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
