@@ -57,6 +57,10 @@ class TrustPolicy:
         """Whether a model file may make the tool import and call ``spec``."""
         return self.trust_all or spec in self.specs
 
+    def union(self, other: TrustPolicy) -> TrustPolicy:
+        """What either policy trusts."""
+        return TrustPolicy(self.trust_all or other.trust_all, self.specs | other.specs)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form, for a worker process."""
         return {"trust_all": self.trust_all, "specs": sorted(self.specs)}

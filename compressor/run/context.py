@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from compressor.artifact import Artifact
 from compressor.cache import Cache, cache_key
-from compressor.code import TrustPolicy, trusting
+from compressor.code import TrustPolicy, current_trust, trusting
 from compressor.data import DataBundle, load_bundle
 from compressor.measure.evaluate import Evaluator
 from compressor.metrics import Metric, get_metric
@@ -47,9 +47,10 @@ class RunContext:
     on_event: Event = quiet
     trust: TrustPolicy = TrustPolicy()  # which code the model folders of this run may name
 
-    def trusted(self) -> Any:
-        """A block in which model folders load under this run's trust policy (steps, measurements)."""
-        return trusting(self.trust)
+    def trusted(self, *specs: str) -> Any:
+        """A block in which model folders load under this run's trust policy (steps, measurements),
+        widened by the policy already in force and by ``specs`` (code a pass config names)."""
+        return trusting(self.trust.union(current_trust()).union(TrustPolicy.of(specs)))
 
     @property
     def spec(self) -> PipelineSpec:

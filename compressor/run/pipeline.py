@@ -199,9 +199,8 @@ class Pipeline:
     def named_code(self) -> list[str]:
         """The 'module:attr' names this pipeline gives for code a model folder may record: the model
         factory and every distillation student. A folder naming one of them loads without --trust-code."""
-        specs = [self.spec.model.factory]
-        specs += [getattr(p.config, "student", None) for passes in self.variants.values() for p in passes]
-        return [s for s in specs if isinstance(s, str) and s]
+        specs = [self.spec.model.factory] if self.spec.model.factory else []
+        return specs + [s for passes in self.variants.values() for p in passes for s in pass_code(p)]
 
     def select(self, names: list[str]) -> None:
         """Keep only the named variants (``--variant``)."""
@@ -209,6 +208,12 @@ class Pipeline:
             if name not in self.variants:
                 raise unknown_name("variant", name, self.variants, "Check --variant.")
         self.variants = {n: v for n, v in self.variants.items() if n in names}
+
+
+def pass_code(p: Any) -> list[str]:
+    """The 'module:attr' names a pass's config gives for a model it builds (distill.kd's ``student``)."""
+    student = getattr(p.config, "student", None)
+    return [student] if isinstance(student, str) and student else []
 
 
 def _resolve_step(variant: str, index: int, step: Step) -> Any:

@@ -86,7 +86,10 @@ def _run_pass(ctx: RunContext, parent: Artifact, p: Pass, variant: str, key: str
 
 def apply_pass(ctx: RunContext, parent: Artifact, p: Pass, variant: str, index: int) -> StepResult:
     """Apply ``p`` to ``parent`` (or take it from the cache), verify it, and build its ledger entry."""
-    with ctx.trusted():  # model folders name code: only what the pipeline named, or --trust-code
+    from compressor.run.pipeline import pass_code
+
+    # model folders name code: only what the pipeline (or this pass's config) named, or --trust-code
+    with ctx.trusted(*pass_code(p)):
         return _apply_pass(ctx, parent, p, variant, index)
 
 
