@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from compressor.artifact import Artifact
+from compressor.errors import ConfigError
 
 ENTRY_JSON = "entry.json"
 
@@ -44,6 +45,22 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def path_inside(folder: Path, relative: str | Path, what: str) -> Path:
+    """``folder / relative``, refused unless it resolves to a path inside ``folder``.
+
+    Names from a pipeline file become file names (a variant's model under ``artifacts/``); they are
+    checked where they are declared, and this check at the join keeps any later caller inside too.
+    """
+    root = Path(folder).resolve()
+    target = (root / relative).resolve()
+    if target == root or not target.is_relative_to(root):
+        raise ConfigError(
+            f"{what} '{relative}' would be written outside its folder '{folder}'; names that become "
+            f"paths may hold letters, digits, '.', '_', '-', '+' only: rename it."
+        )
+    return target
 
 
 class Cache:

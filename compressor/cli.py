@@ -27,6 +27,8 @@ if not console.is_terminal:  # logs and CI: don't squeeze tables into 80 columns
     console = Console(width=160)
 err_console = Console(stderr=True, width=None if Console(stderr=True).is_terminal else 400)
 
+TRUST_HELP = ("let a model folder's model.json name a factory to import and call (only for folders you trust; "
+              "without it only the code your pipeline names runs)")
 DEMO_PIPELINE = Path(__file__).resolve().parent.parent / "samples" / "digits_cnn" / "pipeline.yaml"
 
 
@@ -83,7 +85,7 @@ def _writable_folder(path: Path, what: str) -> Path:
 
 
 def _run(pipeline_path: Path, out: Optional[Path], variant: list[str], strict: bool, cache: Optional[Path],
-         no_bench: bool) -> None:
+         no_bench: bool, trust_code: bool = False) -> None:
     from compressor import load_pipeline, run_pipeline
     from compressor.run.results import exit_code, failed_benchmarks
 
@@ -94,7 +96,8 @@ def _run(pipeline_path: Path, out: Optional[Path], variant: list[str], strict: b
     cache = _writable_folder(cache, "--cache") if cache else None
     events = ConsoleEvents()
     try:
-        results = run_pipeline(pipeline, out, cache_dir=cache, on_event=events, benchmark=not no_bench)
+        results = run_pipeline(pipeline, out, cache_dir=cache, on_event=events, benchmark=not no_bench,
+                               trust_code=trust_code)
     finally:
         events.stop()
     _summary(results)
@@ -138,9 +141,10 @@ def run(
     strict: bool = typer.Option(False, help="exit non-zero when no variant is within the accuracy budget"),
     cache: Optional[Path] = typer.Option(None, help="cache folder (default: OUT/cache)"),
     no_bench: bool = typer.Option(False, "--no-bench", help="skip latency measurements"),
+    trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_HELP),
 ) -> None:
     """Run a pipeline: every variant's passes, checks after each pass, measurements, reports."""
-    _run(pipeline, out, variant, strict, cache, no_bench)
+    _run(pipeline, out, variant, strict, cache, no_bench, trust_code)
 
 
 @app.command()
@@ -162,8 +166,17 @@ def bench(
     min_runs: int = typer.Option(100, min=1),
     min_seconds: float = typer.Option(1.0, min=0),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_HELP),
 ) -> None:
     """Measure one model on one target: latency percentiles, throughput, cold start, peak RSS."""
+    from compressor.code import TrustPolicy, trusting
+
+    with trusting(TrustPolicy(trust_all=trust_code)):
+        _bench(model, runtime, batch, threads, min_runs, min_seconds, as_json)
+
+
+def _bench(model: Path, runtime: Optional[str], batch: str, threads: int, min_runs: int, min_seconds: float,
+           as_json: bool) -> None:
     from backends import RUNTIMES, get_runtime, parse_target
     from compressor.artifact import Artifact, content_sha256
     from compressor.formats import detect_format
@@ -206,11 +219,14 @@ def bench(
 def inspect(
     model: Path = typer.Argument(..., help="model file or torch model folder"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_HELP),
 ) -> None:
     """Format, signature, parameters, sparsity, op histogram and int8 share of a model."""
+    from compressor.code import TrustPolicy, trusting
     from compressor.frameworks.inspecting import inspect_model
 
-    info = inspect_model(model)
+    with trusting(TrustPolicy(trust_all=trust_code)):
+        info = inspect_model(model)
     if as_json:
         console.print_json(json.dumps(info))
         return

@@ -34,6 +34,10 @@ class ModelLoadError(CompressorError):
     """A model file is missing, corrupt, or not the format it claims to be."""
 
 
+class UntrustedCodeError(ModelLoadError):
+    """A model file names code to import or call, and the user has not said to trust it (--trust-code)."""
+
+
 class DataError(CompressorError, ValueError):
     """A data source or split is missing, empty, or of the wrong shape or dtype."""
 

@@ -99,14 +99,61 @@ def keras_generation(path: Path) -> str:
     return KERAS3 if int(version.split(".")[0]) >= 3 else TF_KERAS
 
 
-def _refuse_lambda(path: Path) -> None:
-    """Loading an .h5 Lambda layer runs Python code stored in the file; we never do that."""
-    config = _h5_attrs(path).get("model_config", "")
-    if '"class_name": "Lambda"' in str(config):
+# what a Keras config holds where a layer carries Python code: a Lambda layer, Keras 3's serialized
+# lambda, tf-keras's marshalled function (function_type / output_shape_type beside the bytecode)
+CODE_CLASSES = frozenset({"Lambda", "__lambda__"})
+CODE_KEYS = frozenset({"__lambda__", "__bytecode__", "function_type", "output_shape_type"})
+
+
+def keras_config(path: Path) -> Any:
+    """The model config a Keras file holds, parsed as JSON (nothing deserialized): the .h5 file's
+    ``model_config`` attribute or the .keras archive's config.json."""
+    path = Path(path)
+    text: Any = None
+    if path.suffix.lower() == ".h5":
+        text = _h5_attrs(path).get("model_config")
+    else:
+        with contextlib.suppress(zipfile.BadZipFile, KeyError, OSError), zipfile.ZipFile(path) as zf:
+            text = zf.read("config.json")
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):  # no config, or not JSON
+        raise ModelLoadError(f"'{path}' holds no readable model config (JSON); save the whole model again "
+                             f"with model.save(...).") from None
+
+
+def code_in_config(node: Any, layer: str = "") -> str | None:
+    """The name of the first layer whose config holds Python code; None when no layer does."""
+    if isinstance(node, list):
+        return next((found for item in node if (found := code_in_config(item, layer)) is not None), None)
+    if not isinstance(node, dict):
+        return None
+    config = node.get("config")
+    if isinstance(config, dict) and isinstance(config.get("name"), str):
+        layer = config["name"]
+    if node.get("class_name") in CODE_CLASSES or CODE_KEYS & node.keys() or isinstance(node.get("function"), list):
+        return layer or str(node.get("class_name", "?"))
+    return next((found for value in node.values() if (found := code_in_config(value, layer)) is not None), None)
+
+
+def refuse_code(path: Path) -> None:
+    """Refuse a Keras file whose config holds Python code, before any layer is deserialized."""
+    layer = code_in_config(keras_config(path))
+    if layer is not None:
         raise ModelLoadError(
-            f"'{path}' contains a Lambda layer, whose Python code would run on load; replace it with a "
-            f"built-in or registered layer, or save the model in the .keras format (safe mode)."
+            f"Keras model '{path}' has layer '{layer}' holding Python code (a Lambda layer or a serialized "
+            f"function) that would run on load; compressor never loads one: replace it with a built-in or "
+            f"registered layer and save the model again."
         )
+
+
+def _tf_keras_safe_mode() -> Any:
+    """tf-keras's safe-mode scope: its .h5 loader takes no safe_mode argument, but its Lambda honours the scope."""
+    try:
+        from tf_keras.src.saving.serialization_lib import SafeModeScope
+    except ImportError:  # another tf-keras layout: the config walk above still refuses every Lambda
+        return contextlib.nullcontext()
+    return SafeModeScope(True)
 
 
 def _tfmot_scope() -> Any:
@@ -120,8 +167,7 @@ def load_keras(path: Path, generation: str | None = None, custom: str | None = N
     quiet_tensorflow()
     path = Path(path)
     generation = generation or keras_generation(path)
-    if path.suffix.lower() == ".h5":
-        _refuse_lambda(path)
+    refuse_code(path)  # read as JSON and walked: a Lambda is refused before any layer is built
     try:
         if generation == KERAS3:
             import keras
@@ -130,7 +176,7 @@ def load_keras(path: Path, generation: str | None = None, custom: str | None = N
         import tf_keras
 
         scope = _tfmot_scope() if custom == TFMOT_QAT else contextlib.nullcontext()
-        with scope:
+        with scope, _tf_keras_safe_mode():
             if path.suffix.lower() == ".h5":
                 return tf_keras.models.load_model(str(path), compile=False)
             return tf_keras.models.load_model(str(path), compile=False, safe_mode=True)

@@ -66,7 +66,8 @@ WEIGHTS = "weights.safetensors"
 
 
 def build_module(factory: str, kwargs: dict[str, Any]) -> Any:
-    """Call the factory (code from the project, never from the model file)."""
+    """Call a factory the user named (their pipeline file); a factory a model folder names goes through
+    ``recorded_factory`` first."""
     from compressor.code import load_attr
 
     return load_attr(factory)(**kwargs)
@@ -74,36 +75,69 @@ def build_module(factory: str, kwargs: dict[str, Any]) -> Any:
 
 # post-load rewrites a torch model folder may name in model.json ("post_load": [{"name", "kwargs"}]):
 # a quantized module whose state is not plain tensors is stored as its float weights plus the
-# deterministic recipe that quantizes them again on load
+# deterministic recipe that quantizes them again on load. Only these names, never a "module:attr".
 POST_LOAD = {"quantize_dynamic": "compressor.frameworks._torch:apply_dynamic"}
 
 
-def load_module(path: Path) -> Any:
-    """Rebuild the nn.Module stored in a torch model folder, in eval mode."""
-    from safetensors.torch import load_file
-
-    from compressor.code import load_attr
-
+def read_model_json(path: Path) -> dict[str, Any]:
+    """The description in a torch model folder's model.json, checked for shape (nothing imported)."""
     try:
         desc = json.loads((path / MODEL_JSON).read_text())
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"torch model folder '{path}' has no readable {MODEL_JSON} ({exc}).") from None
-    module = build_module(desc["factory"], desc.get("kwargs", {}))
+    if not (isinstance(desc, dict) and isinstance(desc.get("factory"), str)
+            and isinstance(desc.get("kwargs", {}), dict) and isinstance(desc.get("post_load", []), list)):
+        raise ModelLoadError(
+            f"torch model folder '{path}' has a {MODEL_JSON} that is not {{\"factory\": \"module:name\", "
+            f"\"kwargs\": {{...}}}}; save the model with compressor again."
+        )
+    return desc
+
+
+def recorded_factory(path: Path, trust: Any = None) -> tuple[str, dict[str, Any]]:
+    """The factory and kwargs a torch model folder records, once the trust policy allows the factory.
+
+    The folder may come from anywhere: its factory is imported only when the user named it (in the
+    pipeline) or passed --trust-code (``compressor.code.TrustPolicy``; ``trust`` None = the one in force).
+    """
+    desc = _trusted_description(Path(path), trust)
+    return desc["factory"], dict(desc.get("kwargs", {}))
+
+
+def _trusted_description(path: Path, trust: Any) -> dict[str, Any]:
+    from compressor.code import check_recorded
+
+    desc = read_model_json(path)
+    check_recorded(desc["factory"], f"model folder '{path}'", f"its {MODEL_JSON} factory", trust)
+    return desc
+
+
+def load_module(path: Path, trust: Any = None) -> Any:
+    """Rebuild the nn.Module stored in a torch model folder, in eval mode (its factory checked for trust)."""
+    from safetensors.torch import load_file
+
+    from compressor.code import load_attr
+
+    path = Path(path)
+    desc = _trusted_description(path, trust)
+    factory = desc["factory"]
+    module = build_module(factory, desc.get("kwargs", {}))
     try:
         state = load_file(str(path / WEIGHTS))
         module.load_state_dict(state, strict=True)
     except Exception as exc:
         raise ModelLoadError(
-            f"weights in '{path / WEIGHTS}' do not fit factory '{desc['factory']}': "
+            f"weights in '{path / WEIGHTS}' do not fit factory '{factory}': "
             f"{first_line(exc, 300)}. Check model.factory and model.kwargs."
         ) from None
     for step in desc.get("post_load", []):  # deterministic rewrites, by name from a fixed table
-        if step.get("name") not in POST_LOAD:
+        name = step.get("name") if isinstance(step, dict) else None
+        if name not in POST_LOAD:
             raise ModelLoadError(
-                f"torch model folder '{path}' asks for post-load step {step.get('name')!r}; known: "
+                f"torch model folder '{path}' asks for post-load step {name!r}; known: "
                 f"{', '.join(POST_LOAD)}. It was written by a newer compressor."
             )
-        module = load_attr(POST_LOAD[step["name"]])(module, **step.get("kwargs", {}))
+        module = load_attr(POST_LOAD[name])(module, **step.get("kwargs", {}))
     return module.eval()
 
 
@@ -191,10 +225,18 @@ def load_torch(artifact: Artifact) -> Any:
 LAYERS = {"Linear": "torch.nn.Linear", "LSTM": "torch.nn.LSTM", "GRU": "torch.nn.GRU"}
 
 
+DYNAMIC_DTYPES = ("qint8", "float16")
+
+
 def apply_dynamic(module: Any, layers: list[str], dtype: str = "qint8") -> Any:
     """torch.ao dynamic quantization: int8 weights, activations quantized per call (x86 / ARM kernels)."""
     import torch
 
+    # the names may come from a model folder's post_load recipe: only layer types and dtypes, never other attributes
+    unknown = [n for n in layers if n not in LAYERS] + ([] if dtype in DYNAMIC_DTYPES else [dtype])
+    if unknown:
+        raise ModelLoadError(f"dynamic quantization of {unknown} is not possible; layers: {', '.join(LAYERS)}; "
+                             f"dtypes: {', '.join(DYNAMIC_DTYPES)}.")
     types = {getattr(torch.nn, name) for name in layers}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from compressor.artifact import Artifact
+from compressor.code import TrustPolicy, current_trust
 from compressor.errors import MeasurementError
 from compressor.measure.timing import TimingSettings
 
@@ -77,8 +78,13 @@ def _result(proc: subprocess.CompletedProcess, what: str) -> dict[str, Any]:
 
 
 def measure(artifact: Artifact, runtime: str, device: str, batch_size: int, threads: int,
-            settings: TimingSettings, samples: dict[str, np.ndarray], timeout_s: float = 600) -> dict[str, Any]:
-    """Time ``artifact`` on ``runtime:device`` at ``batch_size`` in a fresh process."""
+            settings: TimingSettings, samples: dict[str, np.ndarray], timeout_s: float = 600,
+            trust: TrustPolicy | None = None) -> dict[str, Any]:
+    """Time ``artifact`` on ``runtime:device`` at ``batch_size`` in a fresh process.
+
+    The worker loads the model under ``trust`` (default: the policy in force here), so a model folder
+    may name there only the code it may name here.
+    """
     what = f"measuring {artifact.path} on {runtime}:{device} at batch {batch_size}"
     feeds = batch_feeds(artifact, samples, batch_size)
     env = dict(os.environ)
@@ -90,7 +96,7 @@ def measure(artifact: Artifact, runtime: str, device: str, batch_size: int, thre
         request.write_text(json.dumps({
             "artifact": artifact.to_dict(), "inputs": str(inputs), "runtime": runtime, "device": device,
             "threads": threads, "batch_size": batch_size, "settings": asdict(settings),
-            "import_paths": user_import_paths(),
+            "import_paths": user_import_paths(), "trust": (trust or current_trust()).to_dict(),
         }))
         try:
             proc = subprocess.run([sys.executable, "-m", "compressor.measure.worker", str(request)], env=env,

@@ -31,11 +31,18 @@ def _rss_mb() -> float:
 
 
 def main(request_path: str) -> None:
+    from compressor.code import TrustPolicy, trusting
+
+    req = json.loads(Path(request_path).read_text())
+    with trusting(TrustPolicy.from_dict(req.get("trust"))):  # what the caller trusts, nothing more
+        _measure(req)
+
+
+def _measure(req: dict) -> None:
     from backends import get_runtime
     from compressor.artifact import Artifact
     from compressor.measure.timing import TimingSettings, time_loop
 
-    req = json.loads(Path(request_path).read_text())
     sys.path[:0] = [p for p in req.get("import_paths", []) if p not in sys.path]  # the caller's own code
     artifact = Artifact.from_dict(req["artifact"])
     feeds = dict(np.load(req["inputs"], allow_pickle=False))

@@ -15,8 +15,10 @@ if TYPE_CHECKING:
 
 
 def run_pipeline(pipeline: Pipeline, out_dir: Path, cache_dir: Path | None = None,
-                 on_event: Event | None = None, benchmark: bool = True) -> dict[str, Any]:
+                 on_event: Event | None = None, benchmark: bool = True, trust_code: bool = False) -> dict[str, Any]:
     """Run every variant of ``pipeline`` into ``out_dir`` (artifacts/, results.json); return the results dict.
+
+    ``trust_code`` lets model folders name any code (--trust-code); otherwise only the code the pipeline names.
 
     The reports are a layer above: ``compressor.run_pipeline`` and the CLI write them from the results.
     """
@@ -28,7 +30,7 @@ def run_pipeline(pipeline: Pipeline, out_dir: Path, cache_dir: Path | None = Non
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = prepare(pipeline, Path(cache_dir) if cache_dir else out_dir / "cache", on_event or quiet)
+    ctx = prepare(pipeline, Path(cache_dir) if cache_dir else out_dir / "cache", on_event or quiet, trust_code)
     refuse_early(ctx, pipeline)
     outcomes = [run_variant(ctx, name, passes) for name, passes in pipeline.variants.items()]
     benches, skipped = collect(ctx, outcomes) if benchmark else ({}, [])

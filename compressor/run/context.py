@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from compressor.artifact import Artifact
 from compressor.cache import Cache, cache_key
+from compressor.code import TrustPolicy, current_trust, trusting
 from compressor.data import DataBundle, load_bundle
 from compressor.measure.evaluate import Evaluator
 from compressor.metrics import Metric, get_metric
@@ -44,6 +45,12 @@ class RunContext:
     reference: Artifact
     reference_metric: float
     on_event: Event = quiet
+    trust: TrustPolicy = TrustPolicy()  # which code the model folders of this run may name
+
+    def trusted(self, *specs: str) -> Any:
+        """A block in which model folders load under this run's trust policy (steps, measurements),
+        widened by the policy already in force and by ``specs`` (code a pass config names)."""
+        return trusting(self.trust.union(current_trust()).union(TrustPolicy.of(specs)))
 
     @property
     def spec(self) -> PipelineSpec:
@@ -55,8 +62,9 @@ class RunContext:
 
     def metric_of(self, artifact: Artifact, target: str | None = None) -> tuple[float, bool]:
         """The metric of ``artifact`` (on its default runtime, or on ``target``), memoized in the cache."""
-        return _metric_of(self.cache, self.data, self.evaluator, self.metric, self.spec.metric,
-                          self.reference, artifact, target)
+        with self.trusted():
+            return _metric_of(self.cache, self.data, self.evaluator, self.metric, self.spec.metric,
+                              self.reference, artifact, target)
 
     def pass_context(self, variant: str, pass_name: str, work_dir: Path | None = None) -> PassContext:
         """What a pass may use: data, the evaluator, the seed, the budget, a progress line."""
@@ -96,8 +104,17 @@ def load_reference(pipeline: Pipeline, data: DataBundle, cache: Cache) -> Artifa
     return import_file(pipeline.resolve(model.path), cache)
 
 
-def prepare(pipeline: Pipeline, cache_dir: Path, on_event: Event = quiet) -> RunContext:
-    """Load data, import and score the reference: the context every later stage of the run reads."""
+def prepare(pipeline: Pipeline, cache_dir: Path, on_event: Event = quiet, trust_code: bool = False) -> RunContext:
+    """Load data, import and score the reference: the context every later stage of the run reads.
+
+    Model folders load under a trust policy: the code the pipeline names, or anything with ``trust_code``.
+    """
+    trust = TrustPolicy.of(pipeline.named_code(), trust_all=trust_code)
+    with trusting(trust):
+        return _prepare(pipeline, cache_dir, on_event, trust)
+
+
+def _prepare(pipeline: Pipeline, cache_dir: Path, on_event: Event, trust: TrustPolicy) -> RunContext:
     spec = pipeline.spec
     cache = Cache(cache_dir)
     metric = get_metric(spec.metric)
@@ -108,4 +125,4 @@ def prepare(pipeline: Pipeline, cache_dir: Path, on_event: Event = quiet) -> Run
     reference = load_reference(pipeline, data, cache)
     evaluator.set_reference(reference)
     value, _ = _metric_of(cache, data, evaluator, metric, spec.metric, reference, reference, None)
-    return RunContext(pipeline, data, metric, evaluator, cache, reference, value, on_event)
+    return RunContext(pipeline, data, metric, evaluator, cache, reference, value, on_event, trust)

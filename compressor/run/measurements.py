@@ -61,7 +61,8 @@ def collect(ctx: RunContext, outcomes: list[VariantOutcome]) -> tuple[dict[str, 
     for n, (artifact, target, runtime, batch) in enumerate(jobs, 1):
         ctx.on_event("bench", index=n, total=len(jobs), target=str(target), batch=batch, artifact=artifact.id)
         try:
-            raw = measure(artifact, target.runtime, target.device, batch, spec.threads, settings, samples)
+            raw = measure(artifact, target.runtime, target.device, batch, spec.threads, settings, samples,
+                          trust=ctx.trust)
             entry = {k: raw[k] for k in ("runtime", "device", "batch_size", "threads")}
             entry.update({k: round(float(raw[k]), 4) for k in BENCH_FIELDS})
             entry["metric"], _ = ctx.metric_of(artifact, str(target))

@@ -5,6 +5,7 @@ checks the whole format chain of every variant before any work is done.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -17,11 +18,33 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from compressor.errors import ConfigError, FormatChainError, did_you_mean, unknown_name
 from compressor.formats import Format, detect_format
 
 SPLITS = ("train", "test")
+# names that become file or folder names (variants under artifacts/, the pipeline under runs/)
+SAFE_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,99}")
+SAFE_NAME_RULE = "letters, digits, '.', '_', '-', '+', not starting with '.', at most 100 characters"
+
+
+def check_safe_name(kind: str, name: str) -> str:
+    """``name`` unchanged when it is safe as a file name; a one-line error naming it otherwise."""
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
+        raise PydanticCustomError(
+            "unsafe_name",
+            f"{kind} name {name!r} cannot become a file name; allowed: {SAFE_NAME_RULE}; rename it "
+            f"(e.g. '{_suggest(name)}').",
+        )
+    return name
+
+
+def _suggest(name: object) -> str:
+    """A safe name close to ``name``: every disallowed character becomes '-', leading dots go."""
+    cleaned = re.sub(r"[^A-Za-z0-9._+-]+", "-", str(name)).lstrip(".-")[:100]
+    return cleaned or "variant-1"
+
 METRICS = ("accuracy", "top5", "cosine", "mse")
 
 
@@ -124,6 +147,18 @@ class PipelineSpec(_Strict):
     seed: int = 0
     executor: Literal["local"] = "local"
 
+    @field_validator("name")
+    @classmethod
+    def _safe_pipeline_name(cls, value: str) -> str:
+        return check_safe_name("pipeline", value)  # the default run folder is runs/<name>
+
+    @field_validator("variants")
+    @classmethod
+    def _safe_variant_names(cls, value: dict[str, list[Step]]) -> dict[str, list[Step]]:
+        for name in value:
+            check_safe_name("variant", name)  # a variant's model is written to artifacts/<name>
+        return value
+
 
 class Pipeline:
     """A validated pipeline: its spec, resolved paths, and each variant's pass instances."""
@@ -161,12 +196,24 @@ class Pipeline:
                 except FormatChainError as exc:
                     raise FormatChainError(f"variant '{variant}' step {index + 1}: {exc}") from None
 
+    def named_code(self) -> list[str]:
+        """The 'module:attr' names this pipeline gives for code a model folder may record: the model
+        factory and every distillation student. A folder naming one of them loads without --trust-code."""
+        specs = [self.spec.model.factory] if self.spec.model.factory else []
+        return specs + [s for passes in self.variants.values() for p in passes for s in pass_code(p)]
+
     def select(self, names: list[str]) -> None:
         """Keep only the named variants (``--variant``)."""
         for name in names:
             if name not in self.variants:
                 raise unknown_name("variant", name, self.variants, "Check --variant.")
         self.variants = {n: v for n, v in self.variants.items() if n in names}
+
+
+def pass_code(p: Any) -> list[str]:
+    """The 'module:attr' names a pass's config gives for a model it builds (distill.kd's ``student``)."""
+    student = getattr(p.config, "student", None)
+    return [student] if isinstance(student, str) and student else []
 
 
 def _resolve_step(variant: str, index: int, step: Step) -> Any:
@@ -191,6 +238,8 @@ def _resolve_step(variant: str, index: int, step: Step) -> Any:
 def _explain(exc: ValidationError, source: str) -> ConfigError:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "unsafe_name":
+        return ConfigError(f"{source}: {err['msg']}")
     if err["type"] == "extra_forbidden":
         parent_model = _model_at(PipelineSpec, err["loc"][:-1])
         key = str(err["loc"][-1])
@@ -237,13 +286,48 @@ def parse_pipeline(raw: Any, base_dir: Path, source: str = "pipeline") -> Pipeli
     return pipeline
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping names the same key twice (lines are 1-based)."""
+
+    def __init__(self, key: Any, line: int, first: int) -> None:
+        super().__init__(f"line {line}: duplicate key {key!r} (first at line {first})")
+        self.key, self.line, self.first = key, line, first
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a mapping naming a key twice (PyYAML keeps the last silently).
+
+    A key given explicitly may still override one merged in with ``<<: *anchor``: that is what a
+    merge is for.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise DuplicateKeyError(key, line, seen[key])
+                    seen[key] = line
+                except TypeError:  # an unhashable key: SafeLoader refuses it below
+                    continue
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_pipeline(path: Path) -> Pipeline:
     """Read, validate and check a pipeline YAML file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"pipeline file '{path}' does not exist; give the path to a .yaml file.")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{path} line {exc.line}: duplicate key {exc.key!r} (first at line {exc.first}); "
+                          f"each key may appear once.") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from compressor.artifact import Artifact, gzip_size
-from compressor.cache import atomic_write_text
+from compressor.cache import atomic_write_text, path_inside
+from compressor.errors import ConfigError
 from compressor.frameworks import format_info
 from compressor.run.context import RunContext
 from compressor.run.speed import sibling_checks, speed_checks
@@ -22,7 +23,11 @@ def export_path(variant: str, artifact: Artifact) -> str:
     """Where a variant's model goes in the run folder, relative to it."""
     path = Path(artifact.path)
     own = path.suffix if path.is_file() else ""  # a Keras artifact may be .h5 or .keras
-    return f"artifacts/{variant}{own or format_info(artifact.format).suffix}"
+    name = f"{variant}{own or format_info(artifact.format).suffix}"
+    if "/" in name or "\\" in name or name.startswith("."):  # names are checked in the pipeline too
+        raise ConfigError(f"variant name '{variant}' cannot become a file name under artifacts/; name it with "
+                          f"letters, digits, '.', '_', '-', '+' (not starting with '.').")
+    return f"artifacts/{name}"
 
 
 def _variant(ctx: RunContext, o: VariantOutcome, benches: dict, cpu: dict[str, Any],
@@ -75,7 +80,7 @@ def write_run(out_dir: Path, results: dict[str, Any], outcomes: list[VariantOutc
     """Copy each variant's model into ``artifacts/``, then write results.json (the reports are built from it)."""
     for o in outcomes:
         if o.artifact is not None:
-            _copy_atomic(Path(o.artifact.path), out_dir / export_path(o.name, o.artifact))
+            _copy_atomic(Path(o.artifact.path), path_inside(out_dir, export_path(o.name, o.artifact), "variant"))
     atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2, default=_json_default))
 
 

@@ -89,6 +89,14 @@ def _run_pass(ctx: RunContext, parent: Artifact, p: Pass, variant: str, key: str
 
 def apply_pass(ctx: RunContext, parent: Artifact, p: Pass, variant: str, index: int) -> StepResult:
     """Apply ``p`` to ``parent`` (or take it from the cache), verify it, and build its ledger entry."""
+    from compressor.run.pipeline import pass_code
+
+    # model folders name code: only what the pipeline (or this pass's config) named, or --trust-code
+    with ctx.trusted(*pass_code(p)):
+        return _apply_pass(ctx, parent, p, variant, index)
+
+
+def _apply_pass(ctx: RunContext, parent: Artifact, p: Pass, variant: str, index: int) -> StepResult:
     try:
         key = pass_key(ctx, parent, p)  # reads the data splits the pass needs: an empty one is bad input
     except CompressorError as exc:
@@ -146,13 +154,16 @@ def refuse_early(ctx: RunContext, pipeline: Pipeline) -> None:
 
     Later steps can only be checked once the steps before them have run; they refuse in their turn.
     """
+    from compressor.run.pipeline import pass_code
+
     for name, passes in pipeline.variants.items():
         if not passes:
             continue
+        p = passes[0]
         try:
-            p = passes[0]
-            pass_key(ctx, ctx.reference, p)  # the data splits it reads exist and are not empty
-            p.check(ctx.reference, ctx.pass_context(name, p.name))
+            with ctx.trusted(*pass_code(p)):
+                pass_key(ctx, ctx.reference, p)  # the data splits it reads exist and are not empty
+                p.check(ctx.reference, ctx.pass_context(name, p.name))
         except CompressorError as exc:
             raise InputRefused(f"variant '{name}' step 1 ({passes[0].name}): {exc}") from exc
 

@@ -1,7 +1,6 @@
 """The torch side of distill.kd: teacher, student, the distillation loss, feature adapters."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,9 +33,14 @@ def teacher_factory(artifact: Artifact) -> tuple[str, dict[str, Any]]:
         if "source_factory" not in artifact.meta:
             raise PassError("distill.kd width: needs the teacher's factory, and this .pt2 teacher does not record one; "
                             "give 'student' (and 'student_kwargs') instead.")
-        return artifact.meta["source_factory"], artifact.meta.get("source_kwargs", {})
-    desc = json.loads((Path(artifact.path) / "model.json").read_text())
-    return desc["factory"], desc.get("kwargs", {})
+        from compressor.code import check_recorded
+
+        factory = check_recorded(artifact.meta["source_factory"], f"model file '{artifact.path}'",
+                                 "its recorded source factory")
+        return factory, artifact.meta.get("source_kwargs", {})
+    from compressor.frameworks._torch import recorded_factory
+
+    return recorded_factory(Path(artifact.path))  # a factory the folder names: imported only when trusted
 
 
 def student_spec(artifact: Artifact, config: DistillConfig) -> tuple[str, dict[str, Any]]:
