@@ -108,7 +108,7 @@ def _copy_atomic(src: Path, dst: Path) -> None:
 
 def failed_benchmarks(results: dict[str, Any]) -> list[str]:
     """One line per failed measurement: which model, target and batch, and why."""
-    rows = [("reference", b) for b in results["reference"].get("benchmarks", [])]
+    rows = [("reference", b) for b in results.get("reference", {}).get("benchmarks", [])]
     rows += [(v["name"], b) for v in results["variants"] for b in v.get("benchmarks", [])]
     return [f"{name} on {b['runtime']}:{b['device']} batch {b['batch_size']}: {b['error']}"
             for name, b in rows if b.get("error")]
