@@ -125,6 +125,40 @@ def _no_model_folder(t: Path, w: Path) -> list[str]:
                      "variants": {"a": ["convert.onnx"]}})
 
 
+# ---------------------------------------------------------------- trust and names
+case("variant name leaving the run folder")(lambda t, w: _with(w, t, {"../../ESCAPED": ["convert.onnx"]}))
+case("variant name with a slash")(lambda t, w: _with(w, t, {"a/b": ["convert.onnx"]}))
+case("pipeline name leaving runs/")(lambda t, w: _with(w, t, name="../../up"))
+case("duplicate variant")(lambda t, w: _pipe(t, "name: x\nmodel: {factory: 'tests.tiny_models:TinyCNN'}\n"
+                                             "data: {source: digits}\nvariants:\n  a: [convert.onnx]\n  a: [convert.onnx]\n"))
+case("duplicate pass key")(lambda t, w: _pipe(t, "name: x\nmodel: {factory: 'tests.tiny_models:TinyCNN'}\n"
+                                              "data: {source: digits}\nvariants:\n"
+                                              "  a: [{prune.magnitude: {sparsity: 0.5, sparsity: 0.9}}]\n"))
+
+
+@case("model folder naming os:system")
+def _untrusted_folder(t: Path, w: Path) -> list[str]:
+    from tests.run.test_trust import evil_folder
+
+    folder = evil_folder(t)
+    return _pipe(t, {"name": "x", "model": {"path": str(folder)}, "data": {"source": "digits"},
+                     "variants": {"a": ["convert.onnx"]}})
+
+
+@case("inspect a model folder naming os:system")
+def _inspect_untrusted(t: Path, w: Path) -> list[str]:
+    from tests.run.test_trust import evil_folder
+
+    return ["inspect", str(evil_folder(t))]
+
+
+@case("bench a model folder naming os:system")
+def _bench_untrusted(t: Path, w: Path) -> list[str]:
+    from tests.run.test_trust import evil_folder
+
+    return ["bench", str(evil_folder(t)), "--runtime", "torch:cpu"]
+
+
 # ---------------------------------------------------------------- refused by a pass before any work
 case("a second variant refused at its first step")(
     lambda t, w: _with(w, t, {"a": ["convert.onnx"], "b": [{"prune.structured": {"include": ["nope*"]}}]}))
@@ -187,6 +221,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(name: str, tmp_path: Pa
     assert not lines[0].rstrip().endswith(".."), lines[0]
     if "--out" in argv and (work / "out").is_dir():
         assert _written(work / "out") == []
+    assert not (work / "PWNED").exists()  # no code named by a model file ran
 
 
 def test_the_corpus_is_large() -> None:
