@@ -12,11 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from compressor.artifact import Artifact
 from compressor.cache import Cache, cache_key
 from compressor.data import DataBundle, load_bundle
-from compressor.measure.evaluate import Evaluator
-from compressor.metrics import Metric, get_metric
+from compressor.data_checks import check_feeding_names, check_label_range
+from compressor.errors import DataError
+from compressor.measure.evaluate import Evaluator, predict_all
+from compressor.metrics import Metric, get_metric, worst
 from compressor.passes.base import PassContext
 
 if TYPE_CHECKING:
@@ -25,6 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Event = Callable[..., None]
+NEAR_ZERO = 1e-6  # a reference output no larger than this everywhere cannot anchor cosine / mse
 
 
 def quiet(kind: str, **info: Any) -> None:
@@ -55,8 +60,13 @@ class RunContext:
 
     def metric_of(self, artifact: Artifact, target: str | None = None) -> tuple[float, bool]:
         """The metric of ``artifact`` (on its default runtime, or on ``target``), memoized in the cache."""
-        return _metric_of(self.cache, self.data, self.evaluator, self.metric, self.spec.metric,
+        return _metric_of(self.cache, self.data, self.evaluator, self.metric, _metric_key(self.spec),
                           self.reference, artifact, target)
+
+    def metric_detail(self, artifact: Artifact) -> dict[str, float]:
+        """The metric of each scored output of ``artifact`` (memoized; the metric is the worst of them)."""
+        return _metric_detail(self.cache, self.data, self.evaluator, self.metric, _metric_key(self.spec),
+                              self.reference, artifact, None)[0]
 
     def pass_context(self, variant: str, pass_name: str, work_dir: Path | None = None) -> PassContext:
         """What a pass may use: data, the evaluator, the seed, the budget, a progress line."""
@@ -67,21 +77,41 @@ class RunContext:
         )
 
 
-def _metric_of(cache: Cache, data: DataBundle, evaluator: Evaluator, metric: Metric, metric_name: str,
-               reference: Artifact, artifact: Artifact, target: str | None) -> tuple[float, bool]:
+def _metric_key(spec: PipelineSpec) -> Any:
+    """What of the pipeline's metric settings enters the metric's cache key (a plain name as before)."""
+    key = spec.metric if isinstance(spec.metric, str) else spec.metric.model_dump()
+    batch = spec.data.evaluation.batch_size
+    return key if batch == 64 else [key, {"batch_size": batch}]
+
+
+def _cache_key(kind: str, data: DataBundle, metric: Metric, metric_key: Any, reference: Artifact,
+               artifact: Artifact, target: str | None) -> str:
+    ref = reference.sha256 if not metric.needs_labels else None
+    return cache_key(kind, artifact.sha256, metric_key, data.fingerprint("evaluation"), ref, target)
+
+
+def _evaluate(evaluator: Evaluator, artifact: Artifact, target: str | None) -> dict[str, np.ndarray]:
     from backends import get_runtime, parse_target
 
-    eval_fp = data.fingerprint("evaluation")
-    ref = reference.sha256 if not metric.needs_labels else None
-    key = cache_key("metric", artifact.sha256, metric_name, eval_fp, ref, target)
+    if target is None:
+        return evaluator.outputs(artifact)
+    t = parse_target(target)
+    return evaluator.outputs(artifact, get_runtime(t.runtime), t.device)
 
-    def compute() -> float:
-        if target is None:
-            return evaluator.evaluate(artifact)
-        t = parse_target(target)
-        return evaluator.evaluate(artifact, get_runtime(t.runtime), t.device)
 
-    return cache.memo("metric", key, compute)
+def _metric_detail(cache: Cache, data: DataBundle, evaluator: Evaluator, metric: Metric, metric_key: Any,
+                   reference: Artifact, artifact: Artifact, target: str | None) -> tuple[dict[str, float], bool]:
+    key = _cache_key("metric", data, metric, metric_key, reference, artifact, target)
+    return cache.memo("metric_outputs", key, lambda: evaluator.score_detail(_evaluate(evaluator, artifact, target)))
+
+
+def _metric_of(cache: Cache, data: DataBundle, evaluator: Evaluator, metric: Metric, metric_key: Any,
+               reference: Artifact, artifact: Artifact, target: str | None) -> tuple[float, bool]:
+    if len(evaluator.scored) > 1:  # the worst output is the metric; each output's value is kept too
+        detail, hit = _metric_detail(cache, data, evaluator, metric, metric_key, reference, artifact, target)
+        return worst(metric, detail), hit
+    key = _cache_key("metric", data, metric, metric_key, reference, artifact, target)
+    return cache.memo("metric", key, lambda: evaluator.score_outputs(_evaluate(evaluator, artifact, target)))
 
 
 def load_reference(pipeline: Pipeline, data: DataBundle, cache: Cache) -> Artifact:
@@ -97,15 +127,62 @@ def load_reference(pipeline: Pipeline, data: DataBundle, cache: Cache) -> Artifa
 
 
 def prepare(pipeline: Pipeline, cache_dir: Path, on_event: Event = quiet) -> RunContext:
-    """Load data, import and score the reference: the context every later stage of the run reads."""
+    """Load data, import and score the reference: the context every later stage of the run reads.
+
+    Data that cannot be right is refused here, before any pass runs: constants and batch axes that
+    do not fit the model, labels outside its classes, and a reference whose outputs cannot be compared to.
+    """
     spec = pipeline.spec
     cache = Cache(cache_dir)
-    metric = get_metric(spec.metric)
+    metric = get_metric(spec.metric_name)
     on_event("stage", message="loading data")
-    data = load_bundle(spec.data, pipeline.resolve)
-    evaluator = Evaluator(data, metric)
+    data = load_bundle(spec.data, pipeline.resolve, class_labels=":" not in spec.metric_name)
+    evaluator = Evaluator(data, metric, spec.data.evaluation.batch_size, spec.metric_outputs)
     on_event("stage", message="loading the input model")
     reference = load_reference(pipeline, data, cache)
+    split = data.split("evaluation", needed_by="the metric")
+    check_feeding_names(reference.signature, split.feeding, list(split.inputs))
     evaluator.set_reference(reference)
-    value, _ = _metric_of(cache, data, evaluator, metric, spec.metric, reference, reference, None)
+    if evaluator.reference_outputs is not None:
+        check_reference_outputs(evaluator.reference_outputs, metric.name)
+    if spec.metric_name in ("accuracy", "top5") and split.labels is not None:
+        name, classes = _classes(evaluator, reference)
+        check_label_range(split.labels, classes, name)
+    value, _ = _metric_of(cache, data, evaluator, metric, _metric_key(spec), reference, reference, None)
     return RunContext(pipeline, data, metric, evaluator, cache, reference, value, on_event)
+
+
+def _classes(evaluator: Evaluator, reference: Artifact) -> tuple[str, int]:
+    """The scored output's name and its number of classes (from the signature, else from one batch)."""
+    name, index = next(iter(evaluator.scored.items()))
+    outputs = reference.signature.outputs
+    dims = list(outputs[index].shape[1:]) if index < len(outputs) else [None]
+    if all(isinstance(d, int) and d > 0 for d in dims) and not evaluator.split.feeding.axis(name):
+        return name, int(np.prod(dims))
+    batch = evaluator.split.take(evaluator.batch_size)
+    out = predict_all(reference, batch, batch_size=evaluator.batch_size)[index]
+    return name, int(np.prod(out.shape[1:]))
+
+
+def check_reference_outputs(outputs: dict[str, np.ndarray], metric: str) -> None:
+    """Refuse a reference whose outputs make a comparison meaningless: NaN/inf, near zero, or constant."""
+    for name, out in outputs.items():
+        x = np.asarray(out, dtype=np.float64)
+        what = f"the reference model's output '{name}' on the {len(x)} evaluation samples"
+        if not np.all(np.isfinite(x)):
+            raise DataError(
+                f"{what} holds {int((~np.isfinite(x)).sum())} NaN/inf values; check the input model and what it is "
+                f"fed (data scaling, data.constants, state inputs) before comparing variants to it."
+            )
+        peak = float(np.max(np.abs(x))) if x.size else 0.0
+        if peak < NEAR_ZERO:
+            raise DataError(
+                f"{what} is near zero everywhere (max |x| {peak:.2g} < {NEAR_ZERO:g}), so {metric} against it means "
+                f"nothing; check what the model is fed (data.constants, scaling), or score other outputs (metric.outputs)."
+            )
+        if len(x) > 1 and float(np.max(np.abs(x - x[0]))) <= NEAR_ZERO * max(1.0, peak):
+            raise DataError(
+                f"{what} is the same for every sample, so {metric} against it cannot tell variants apart; check "
+                f"that the data varies and reaches the model (data.constants, state inputs), or score other outputs "
+                f"(metric.outputs)."
+            )

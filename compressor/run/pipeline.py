@@ -23,6 +23,7 @@ from compressor.formats import Format, detect_format
 
 SPLITS = ("train", "test")
 METRICS = ("accuracy", "top5", "cosine", "mse")
+BOUNDED_METRICS = ("accuracy", "top5", "cosine")  # their drop is a fraction: max_drop above 1 means nothing
 
 
 class _Strict(BaseModel):
@@ -54,6 +55,19 @@ class SplitSpec(_Strict):
     limit: int | None = Field(None, gt=0)
 
 
+class EvaluationSpec(SplitSpec):
+    """The evaluation split, and how many samples the model sees per batch when scored."""
+
+    batch_size: int = Field(64, ge=1, description="samples per batch when scoring (a fixed-batch model needs its own)")
+
+
+class NpzArraySpec(_Strict):
+    """One array of an .npz file, for a constant input."""
+
+    npz: str
+    key: str
+
+
 class DataSpec(_Strict):
     """Where samples come from, and which split each role uses."""
 
@@ -64,8 +78,22 @@ class DataSpec(_Strict):
     test_fraction: float = Field(0.25, gt=0, lt=1)
     seed: int = 0
     calibration: SplitSpec = SplitSpec(split="train", limit=256)
-    evaluation: SplitSpec = SplitSpec(split="test")
+    evaluation: EvaluationSpec = EvaluationSpec(split="test")
     training: SplitSpec = SplitSpec(split="train")
+    constants: dict[str, Union[int, float, list[Any], NpzArraySpec]] = Field(
+        default_factory=dict, description="inputs fed the same value in every batch (not batched): a number, "
+        "a nested list, or {npz: file.npz, key: name}")
+    batch_axis: dict[str, int] = Field(
+        default_factory=dict, description="inputs (and outputs) whose batch is not axis 0, with their batch axis; "
+        "their data arrays hold samples on that axis too")
+
+    @field_validator("batch_axis")
+    @classmethod
+    def _axes(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = {k: v for k, v in value.items() if v < 0}
+        if bad:
+            raise ValueError(f"batch axes must be >= 0 (count from the first axis), got {bad}")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
@@ -73,6 +101,14 @@ class DataSpec(_Strict):
         if len(given) != 1:
             raise ValueError(f"give exactly one of 'source', 'npz', 'factory' (got {given or 'none'})")
         return self
+
+
+class MetricSpec(_Strict):
+    """A metric and the model outputs it scores (all of them when not named, for cosine / mse)."""
+
+    name: str
+    outputs: list[str] | None = Field(
+        None, min_length=1, description="the outputs to score; accuracy / top5 score exactly one")
 
 
 class BudgetSpec(_Strict):
@@ -116,13 +152,24 @@ class PipelineSpec(_Strict):
     name: str
     model: ModelSpec
     data: DataSpec
-    metric: str = "accuracy"
+    metric: Union[str, MetricSpec] = "accuracy"
     budget: BudgetSpec = BudgetSpec()
     variants: dict[str, list[Step]]
     targets: list[str] = Field(default_factory=lambda: ["onnxruntime:cpu"])
     benchmark: BenchmarkSpec = BenchmarkSpec()
     seed: int = 0
     executor: Literal["local"] = "local"
+
+
+    @property
+    def metric_name(self) -> str:
+        """The metric's name whether it was given as a string or as {name, outputs}."""
+        return self.metric if isinstance(self.metric, str) else self.metric.name
+
+    @property
+    def metric_outputs(self) -> list[str] | None:
+        """The outputs the pipeline names for the metric; None: the default choice."""
+        return None if isinstance(self.metric, str) else self.metric.outputs
 
 
 class Pipeline:
@@ -224,8 +271,13 @@ def parse_pipeline(raw: Any, base_dir: Path, source: str = "pipeline") -> Pipeli
         spec = PipelineSpec(**raw)
     except ValidationError as exc:
         raise _explain(exc, source) from None
-    if spec.metric not in METRICS and ":" not in spec.metric:
-        raise unknown_name("metric", spec.metric, METRICS, "Or give 'package.module:fn'.")
+    if spec.metric_name not in METRICS and ":" not in spec.metric_name:
+        raise unknown_name("metric", spec.metric_name, METRICS, "Or give 'package.module:fn'.")
+    if spec.metric_name in BOUNDED_METRICS and spec.budget.max_drop > 1:
+        raise ConfigError(
+            f"{source}: budget.max_drop = {spec.budget.max_drop:g} cannot be met or missed by metric "
+            f"'{spec.metric_name}', which is a fraction (at most 1); give max_drop <= 1 (0.01 = one point)."
+        )
     if not spec.variants:
         raise ConfigError(f"{source}: 'variants' is empty; name at least one variant with its passes.")
     from backends import parse_target
