@@ -318,7 +318,7 @@ def feeds_for(signature: Any, inputs: dict[str, np.ndarray] | Split,
 
 def _constant_feed(spec: Any, value: np.ndarray) -> np.ndarray:
     """A constant cast to its input's dtype; a cast that changes the value is refused."""
-    arr = np.ascontiguousarray(value.astype(spec.dtype))
+    arr = value.astype(spec.dtype, order="C")  # (ascontiguousarray would make a scalar 1-D)
     if not np.array_equal(arr, value):
         raise DataError(
             f"data.constants.{spec.name} = {value.ravel()[:4].tolist()} changes when cast to the input's "

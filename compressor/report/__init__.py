@@ -49,6 +49,10 @@ def markdown(results: dict[str, Any]) -> str:
                      _kb(a.get("gzip_bytes")), v.get("metric"), v.get("metric_drop"),
                      "yes" if v.get("within_budget") else "no", v["status"]])
     out += _table(["variant", "passes", "format", "size", "gzip", metric, "drop", "in budget", "status"], rows)
+    per_output = [(v["name"], v["metric_per_output"]) for v in results["variants"] if v.get("metric_per_output")]
+    if per_output:
+        out += ["", f"{metric} of each scored output:", ""]
+        out += [f"- {n}: " + ", ".join(f"{k} {_fmt(x)}" for k, x in d.items()) for n, d in per_output]
     out += ["", "## Latency", "", "p50 in ms, 1 measurement per row in a fresh process.", ""]
     brows = [["reference", b["runtime"] + ":" + b["device"], b["batch_size"], b.get("p50_ms"), b.get("p90_ms"),
               b.get("cv"), b.get("throughput_per_s"), b.get("cold_start_ms"), b.get("peak_rss_mb"), b.get("metric")]

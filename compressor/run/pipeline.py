@@ -236,8 +236,14 @@ def _resolve_step(variant: str, index: int, step: Step) -> Any:
 
 
 def _explain(exc: ValidationError, source: str) -> ConfigError:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
+    errors = exc.errors()
+    # a value that may take several forms (metric: a name or {name, outputs}) fails once per form:
+    # report the form it was written in (an error that is not a type mismatch), without the form's tag
+    err = next((e for e in errors if not e["type"].endswith(("_type", "_parsing"))), errors[0])
+    loc = ".".join(str(p) for p in err["loc"] if not _form_tag(p))
+    if err["type"].endswith(("_type", "_parsing")) and len({str(e["loc"][:-1]) for e in errors}) == 1 and len(errors) > 1:
+        forms = ", ".join(str(e["loc"][-1]) for e in errors)
+        return ConfigError(f"{source}: '{loc or 'pipeline'}' = {err.get('input')!r} is invalid: give one of: {forms}.")
     if err["type"] == "extra_forbidden":
         parent_model = _model_at(PipelineSpec, err["loc"][:-1])
         key = str(err["loc"][-1])
@@ -252,8 +258,18 @@ def _explain(exc: ValidationError, source: str) -> ConfigError:
     return ConfigError(f"{source}: '{loc or 'pipeline'}' = {shown} is invalid: {err['msg']}.")
 
 
+def _form_tag(part: Any) -> bool:
+    """Whether a part of an error location is pydantic's tag for one form of a union (str, MetricSpec...)."""
+    return isinstance(part, str) and (part in ("str", "int", "float", "bool") or part.startswith(("list[", "dict["))
+                                      or part[:1].isupper())
+
+
 def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     """The pydantic model found by following ``loc`` from ``model``; None where it leaves models."""
+    named = {cls.__name__: cls for cls in (MetricSpec, NpzArraySpec)}  # the models that are one form of a union
+    tags = [p for p in loc if isinstance(p, str) and p in named]
+    if tags:
+        return named[tags[-1]]
     for part in loc:
         field = model.model_fields.get(part) if isinstance(part, str) else None
         annotation = field.annotation if field else None
