@@ -89,3 +89,15 @@ def test_max_drop_above_one_for_a_bounded_metric(tmp_path, metric: str, ok: bool
     else:
         with pytest.raises(ConfigError, match=rf"max_drop = 1.5 .* metric '{metric}'.*give max_drop <= 1"):
             parse_pipeline(raw, tmp_path)
+
+
+def test_results_count_the_samples_each_role_used(tmp_path) -> None:
+    from compressor.passes.registry import build_pass
+    from compressor.run.results import data_sizes
+    from compressor.run.step import VariantOutcome
+
+    ctx = _prepare(tmp_path, "cosine")
+    assert data_sizes(ctx, [VariantOutcome("opt", [build_pass("optimize.onnx", {})])]) == {
+        "evaluation_samples": 10, "evaluation_batch_size": 64}
+    static = VariantOutcome("int8", [build_pass("quantize.onnx.static", {})])
+    assert data_sizes(ctx, [static])["calibration_samples"] == 30
