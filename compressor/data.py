@@ -347,8 +347,8 @@ def _check_shape(spec: Any, arr: np.ndarray, batch_axis: int | None = 0) -> None
             f"{list(arr.shape)}; resize the data (data.size) or fix the model's input."
         )
     fixed = expected[batch_axis] if batch_axis is not None and batch_axis < len(expected) else None
-    if isinstance(fixed, int) and fixed > 0 and arr.shape[batch_axis] != fixed:
+    if isinstance(fixed, int) and fixed > 0 and arr.shape[batch_axis] > fixed:  # fewer: a last, partial batch
         raise DataError(
             f"input '{spec.name}' has a fixed batch of {fixed} on axis {batch_axis} but {arr.shape[batch_axis]} "
-            f"samples are fed at once; set data.evaluation.batch_size and benchmark.batch_sizes to {fixed}."
+            f"samples are fed at once; set data.evaluation.batch_size and benchmark.batch_sizes to {fixed} (or less)."
         )
