@@ -147,9 +147,18 @@ def prepare(pipeline: Pipeline, cache_dir: Path, on_event: Event = quiet) -> Run
         check_reference_outputs(evaluator.reference_outputs, metric.name)
     if spec.metric_name in ("accuracy", "top5") and split.labels is not None:
         name, classes = _classes(evaluator, reference)
-        check_label_range(split.labels, classes, name)
+        check_label_range(split.labels, max(classes, _new_head_classes(pipeline)), name)
     value, _ = _metric_of(cache, data, evaluator, metric, _metric_key(spec), reference, reference, None)
     return RunContext(pipeline, data, metric, evaluator, cache, reference, value, on_event)
+
+
+def _new_head_classes(pipeline: Pipeline) -> int:
+    """The most classes a pass's new head gives the model (``train.finetune: {head: {num_classes}}``); 0 if none.
+
+    Transfer learning scores labels the input model's own head cannot produce; they must fit the new head.
+    """
+    heads = [getattr(getattr(p, "config", None), "head", None) for passes in pipeline.variants.values() for p in passes]
+    return max((int(getattr(h, "num_classes", 0) or 0) for h in heads if h is not None), default=0)
 
 
 def _classes(evaluator: Evaluator, reference: Artifact) -> tuple[str, int]:
