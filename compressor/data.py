@@ -3,28 +3,56 @@
 A source yields a dict of named numpy arrays (first axis = samples) plus optional labels.
 Single-input sources name their array ``x``; it is fed to a model's only input by position.
 Images are NCHW at the source and transposed for models whose signature says NHWC.
+A split's ``Feeding`` adds what is not a sample: constant inputs fed unchanged to every batch, and
+the batch axis of inputs (and outputs) whose batch is not first. Inside a split every array holds
+samples on its first axis; ``feeds_for`` puts the batch back where the model wants it.
 """
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from compressor.data_checks import check_class_labels, check_finite, check_limit, load_constants
 from compressor.errors import DataError, unknown_name
 
 BUILTIN_SOURCES = ("digits", "mnist")
 
 
 @dataclass(frozen=True)
+class Feeding:
+    """What a model is fed besides the samples: constant inputs, and batch axes other than the first.
+
+    ``batch_axes`` may name inputs and outputs; a name it does not hold has its batch on axis 0.
+    """
+
+    constants: dict[str, np.ndarray] = field(default_factory=dict)
+    batch_axes: dict[str, int] = field(default_factory=dict)
+
+    def axis(self, name: str) -> int:
+        """The batch axis of input or output ``name`` in the model's layout."""
+        return self.batch_axes.get(name, 0)
+
+    def digest(self) -> bytes:
+        """The feeding's content, for fingerprints (empty when there is nothing to add)."""
+        parts = [f"axis:{k}={v}".encode() for k, v in sorted(self.batch_axes.items())]
+        for name in sorted(self.constants):
+            arr = np.ascontiguousarray(self.constants[name])
+            parts += [f"const:{name}:{arr.dtype}:{arr.shape}".encode(), arr.tobytes()]
+        return b"".join(parts)
+
+
+@dataclass(frozen=True)
 class Split:
-    """Samples of one split: named input arrays of equal length and optional labels."""
+    """Samples of one split: named input arrays of equal length, optional labels, and how to feed them."""
 
     inputs: dict[str, np.ndarray]
     labels: np.ndarray | None = None
+    feeding: Feeding = field(default_factory=Feeding)
 
     def __len__(self) -> int:
         return len(next(iter(self.inputs.values())))
@@ -34,7 +62,7 @@ class Split:
         if n is None or n >= len(self):
             return self
         labels = None if self.labels is None else self.labels[:n]
-        return Split({k: v[:n] for k, v in self.inputs.items()}, labels)
+        return Split({k: v[:n] for k, v in self.inputs.items()}, labels, self.feeding)
 
     def batches(self, batch_size: int) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray | None]]:
         """Consecutive batches; the last may be smaller."""
@@ -52,6 +80,7 @@ class Split:
             digest.update(arr.tobytes())
         if self.labels is not None:
             digest.update(np.ascontiguousarray(self.labels).tobytes())
+        digest.update(self.feeding.digest())  # nothing for a split without constants or batch axes
         return digest.hexdigest()
 
 
@@ -170,8 +199,12 @@ def split_indices(n: int, labels: np.ndarray | None, test_fraction: float, seed:
     return train_idx, test_idx
 
 
-def load_bundle(spec: Any, resolve: Any = Path) -> DataBundle:
-    """Build the DataBundle described by a pipeline's ``data`` section."""
+def load_bundle(spec: Any, resolve: Any = Path, class_labels: bool = True) -> DataBundle:
+    """Build the DataBundle described by a pipeline's ``data`` section, refusing data that cannot be right.
+
+    Inputs must be finite; with ``class_labels`` (built-in metrics and training passes read labels
+    as class ids) labels must be integer ids; a limit written in the pipeline must fit its split.
+    """
     where = "data"
     if spec.source:
         if spec.source == "digits":
@@ -195,29 +228,69 @@ def load_bundle(spec: Any, resolve: Any = Path) -> DataBundle:
         inputs = {k[2:] if k.startswith("x.") else "x": np.asarray(v) for k, v in produced.items() if k != "y"}
         labels = np.asarray(produced["y"]) if produced.get("y") is not None else None
         where = f"data factory '{spec.factory}'"
+    feeding = Feeding(load_constants(getattr(spec, "constants", None) or {}, resolve),
+                      dict(getattr(spec, "batch_axis", None) or {}))
+    inputs = _samples_first(inputs, feeding, where)
     _check_lengths(inputs, labels, where)
+    for name, arr in inputs.items():
+        check_finite(name, arr, where)
+    if labels is not None and class_labels:
+        check_class_labels(labels, where)
     n = len(next(iter(inputs.values())))
     train_idx, test_idx = split_indices(n, labels, spec.test_fraction, spec.seed)
     splits = {
-        name: Split({k: v[idx] for k, v in inputs.items()}, None if labels is None else labels[idx])
+        name: Split({k: v[idx] for k, v in inputs.items()}, None if labels is None else labels[idx], feeding)
         for name, idx in (("train", train_idx), ("test", test_idx))
     }
     roles = {
         role: (getattr(spec, role).split, getattr(spec, role).limit)
         for role in ("calibration", "evaluation", "training")
     }
+    for role, (split, limit) in roles.items():
+        if _written(spec, role) and _written(getattr(spec, role), "limit"):  # a default limit is a cap only
+            check_limit(role, limit, len(splits[split]), split)
     return DataBundle(splits, roles)
+
+
+def _written(spec: Any, key: str) -> bool:
+    """Whether the pipeline file gave ``key`` (pydantic records it), not a default."""
+    return key in getattr(spec, "model_fields_set", {key})
+
+
+def _samples_first(inputs: dict[str, np.ndarray], feeding: Feeding, where: str) -> dict[str, np.ndarray]:
+    """Arrays whose batch is on another axis (``data.batch_axis``) with their samples moved first."""
+    moved = dict(inputs)
+    for name, axis in feeding.batch_axes.items():
+        if name not in inputs or axis == 0:
+            continue  # an output's axis, or a name checked against the model later
+        if axis >= inputs[name].ndim:
+            raise DataError(
+                f"{where}: data.batch_axis.{name} = {axis} but array '{name}' has shape "
+                f"{list(inputs[name].shape)}; give an axis below {inputs[name].ndim}."
+            )
+        moved[name] = np.moveaxis(inputs[name], axis, 0)
+    return moved
 
 
 # ---------------------------------------------------------------- feeding
 
-def feeds_for(signature: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def feeds_for(signature: Any, inputs: dict[str, np.ndarray] | Split,
+              feeding: Feeding | None = None) -> dict[str, np.ndarray]:
     """Map source arrays to a model's input names, dtypes and layout.
 
-    One array and one input are matched by position; otherwise by name. Float image data in
-    NCHW is transposed to NHWC when the model's signature says so.
+    ``inputs`` is a dict of sample-first arrays, or a Split (whose own feeding then applies).
+    Constants are fed unchanged (cast to the input's dtype); the other arrays are matched to the
+    remaining inputs, one array and one input by position, otherwise by name. Float image data in
+    NCHW is transposed to NHWC when the model's signature says so, and an input whose batch axis
+    is not the first gets its samples moved there.
     """
-    specs = list(signature.inputs)
+    if isinstance(inputs, Split):
+        feeding, inputs = feeding or inputs.feeding, inputs.inputs
+    feeding = feeding or Feeding()
+    specs = [s for s in signature.inputs if s.name not in feeding.constants]
+    unknown = sorted(set(feeding.constants) - set(signature.input_names))
+    if unknown:
+        raise DataError(f"data.constants names {unknown}, not inputs of the model {signature.input_names}; fix the names.")
     if len(specs) == 1 and len(inputs) == 1:
         pairs = [(specs[0], next(iter(inputs.values())))]
     else:
@@ -225,16 +298,34 @@ def feeds_for(signature: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.nda
         if missing:
             raise DataError(
                 f"the model needs inputs {missing} but the data has {sorted(inputs)}; name the "
-                f"arrays 'x.<input name>' in the .npz or factory."
+                f"arrays 'x.<input name>' in the .npz or factory, or give fixed values in data.constants."
             )
         pairs = [(s, inputs[s.name]) for s in specs]
     feeds = {}
     for spec, arr in pairs:
         if signature.layout == "NHWC" and arr.ndim == 4 and _looks_nchw(arr, spec.shape):
             arr = arr.transpose(0, 2, 3, 1)
+        axis = feeding.axis(spec.name)
+        if axis and arr.ndim > axis:
+            arr = np.moveaxis(arr, 0, axis)
         feeds[spec.name] = np.ascontiguousarray(arr.astype(spec.dtype, copy=False))
-        _check_shape(spec, feeds[spec.name])
+        _check_shape(spec, feeds[spec.name], axis)
+    for spec in signature.inputs:
+        if spec.name in feeding.constants:
+            feeds[spec.name] = _constant_feed(spec, feeding.constants[spec.name])
     return feeds
+
+
+def _constant_feed(spec: Any, value: np.ndarray) -> np.ndarray:
+    """A constant cast to its input's dtype; a cast that changes the value is refused."""
+    arr = value.astype(spec.dtype, order="C")  # (ascontiguousarray would make a scalar 1-D)
+    if not np.array_equal(arr, value):
+        raise DataError(
+            f"data.constants.{spec.name} = {value.ravel()[:4].tolist()} changes when cast to the input's "
+            f"{spec.dtype}; give a value the input can hold exactly."
+        )
+    _check_shape(spec, arr, None)
+    return arr
 
 
 def _looks_nchw(arr: np.ndarray, shape: tuple) -> bool:
@@ -244,12 +335,20 @@ def _looks_nchw(arr: np.ndarray, shape: tuple) -> bool:
     return not (isinstance(last, int) and arr.shape[-1] == last)
 
 
-def _check_shape(spec: Any, arr: np.ndarray) -> None:
+def _check_shape(spec: Any, arr: np.ndarray, batch_axis: int | None = 0) -> None:
+    """The data's shape must match the input's fixed dims; the batch dim only where it is fixed."""
     expected = spec.shape
-    if len(expected) != arr.ndim or any(
-        isinstance(e, int) and e > 0 and i > 0 and e != a for i, (e, a) in enumerate(zip(expected, arr.shape))
-    ):
+    mismatch = len(expected) != arr.ndim or any(
+        isinstance(e, int) and e > 0 and i != batch_axis and e != a for i, (e, a) in enumerate(zip(expected, arr.shape))
+    )
+    if mismatch:
         raise DataError(
             f"input '{spec.name}' expects shape {list(expected)} but the data gives "
             f"{list(arr.shape)}; resize the data (data.size) or fix the model's input."
+        )
+    fixed = expected[batch_axis] if batch_axis is not None and batch_axis < len(expected) else None
+    if isinstance(fixed, int) and fixed > 0 and arr.shape[batch_axis] > fixed:  # fewer: a last, partial batch
+        raise DataError(
+            f"input '{spec.name}' has a fixed batch of {fixed} on axis {batch_axis} but {arr.shape[batch_axis]} "
+            f"samples are fed at once; set data.evaluation.batch_size and benchmark.batch_sizes to {fixed} (or less)."
         )

@@ -64,6 +64,11 @@ METRICS: dict[str, Metric] = {
 }
 
 
+def worst(metric: Metric, values: dict[str, float]) -> float:
+    """The worst of several outputs' values: the lowest where higher is better, else the highest."""
+    return min(values.values()) if metric.higher_is_better else max(values.values())
+
+
 def get_metric(name: str) -> Metric:
     """A built-in metric, or ``pkg.mod:fn`` taking (outputs, labels) and returning higher-is-better."""
     if name in METRICS:

@@ -46,19 +46,36 @@ ORT_DTYPES = {
 }
 
 
-def onnx_signature(path: Path, layout: str = "NCHW") -> Signature:
-    """Read an ONNX file's input/output names, shapes (symbolic dims by name) and dtypes."""
+def symbolic_dims(dims: list[int | str | None], batch_axis: int = 0) -> tuple[int | str, ...]:
+    """A signature's dims: the batch axis, when symbolic, is "batch"; other symbolic dims keep their
+    name, or are called "dim_<i>" when unnamed (never "batch": only the declared batch axis is)."""
+    out: list[int | str] = []
+    for i, d in enumerate(dims):
+        if isinstance(d, int):
+            out.append(d)
+        elif i == batch_axis:
+            out.append(BATCH)
+        else:
+            out.append(d if isinstance(d, str) and d else f"dim_{i}")
+    return tuple(out)
+
+
+def onnx_signature(path: Path, layout: str = "NCHW", batch_axes: dict[str, int] | None = None) -> Signature:
+    """Read an ONNX file's input/output names, shapes (symbolic dims by name) and dtypes.
+
+    ``batch_axes`` gives the batch axis of inputs or outputs whose batch is not first (default 0).
+    """
     import onnx
 
     model = load_onnx(path, load_weights=False)
     init = {i.name for i in model.graph.initializer}
+    axes = batch_axes or {}
 
     def spec(value: Any) -> TensorSpec:
         t = value.type.tensor_type
-        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or BATCH) for d in t.shape.dim)
-        dims = tuple(BATCH if i == 0 and isinstance(d, str) else d for i, d in enumerate(dims))
+        dims = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in t.shape.dim]
         dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name
-        return TensorSpec(value.name, dims, dtype)
+        return TensorSpec(value.name, symbolic_dims(dims, axes.get(value.name, 0)), dtype)
 
     return Signature(
         inputs=tuple(spec(v) for v in model.graph.input if v.name not in init),
@@ -78,9 +95,8 @@ def ort_signature(path: Path, layout: str = "NCHW") -> Signature:
         raise ModelLoadError(f"onnxruntime cannot load '{path}': {first}; the file is truncated or not an ORT model.") from None
 
     def spec(arg: Any) -> TensorSpec:
-        dims = tuple(BATCH if i == 0 and not isinstance(d, int) else (d if isinstance(d, int) else str(d))
-                     for i, d in enumerate(arg.shape))
-        return TensorSpec(arg.name, dims, ORT_DTYPES.get(arg.type, "float32"))
+        dims = [d if isinstance(d, int) else (d or "") for d in arg.shape]  # ORT gives None for unnamed dims
+        return TensorSpec(arg.name, symbolic_dims(dims), ORT_DTYPES.get(arg.type, "float32"))
 
     return Signature(tuple(spec(a) for a in session.get_inputs()), tuple(spec(a) for a in session.get_outputs()), layout)
 

@@ -12,10 +12,28 @@ INT8_OPS = {"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "Dyn
 MAC_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm"} | INT8_OPS
 
 
+def graphs(model: Any) -> list[Any]:
+    """The main graph and every subgraph under it (If branches, Loop and Scan bodies), depth first."""
+    found, todo = [], [model.graph]
+    while todo:
+        graph = todo.pop(0)
+        found.append(graph)
+        for node in graph.node:
+            for attr in node.attribute:
+                todo += [attr.g] if attr.HasField("g") else []
+                todo += list(attr.graphs)
+    return found
+
+
+def all_nodes(model: Any) -> list[Any]:
+    """Every node of the model, subgraphs included (a Loop body's nodes are counted once)."""
+    return [n for g in graphs(model) for n in g.node]
+
+
 def _initializer_arrays(model: Any) -> dict[str, np.ndarray]:
     from onnx import numpy_helper
 
-    return {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    return {i.name: numpy_helper.to_array(i) for g in graphs(model) for i in g.initializer}
 
 
 def _weight_size(node: Any, inits: dict[str, np.ndarray], producers: dict[str, Any]) -> int:
@@ -38,9 +56,9 @@ def int8_coverage(model: Any) -> dict[str, Any]:
     DequantizeLinear: ONNX Runtime fuses that pattern into an integer kernel.
     """
     inits = _initializer_arrays(model)
-    producers = {o: n for n in model.graph.node for o in n.output}
+    producers = {o: n for n in all_nodes(model) for o in n.output}
     int8_w, total_w, float_nodes = 0, 0, []
-    for node in model.graph.node:
+    for node in all_nodes(model):
         if node.op_type not in MAC_OPS:
             continue
         w = max(_weight_size(node, inits, producers), 1)
@@ -59,6 +77,8 @@ _MATMUL_LIKE = {"MatMul": (0, 1), "Gemm": (0, 1), "MatMulInteger": (0, 1), "QLin
                 "QGemm": (0, 3), "DynamicQuantizeMatMul": (0, 1), "MatMulIntegerToFloat": (0, 1),
                 "MatMulNBits": (0, 1), "FusedMatMul": (0, 1), "FusedGemm": (0, 1)}
 _CONV_LIKE = {"Conv": (0, 1), "ConvInteger": (0, 1), "QLinearConv": (0, 3), "ConvTranspose": (0, 1), "FusedConv": (0, 1)}
+RECURRENT_GATES = {"GRU": 3, "LSTM": 4, "RNN": 1}  # weight rows per hidden unit: W is [dirs, gates * H, input]
+COMPUTE_OPS = MAC_OPS | set(_MATMUL_LIKE) | set(_CONV_LIKE) | set(RECURRENT_GATES)
 SEQUENCE_DIM = 128  # value assumed for symbolic dims other than the batch when no shapes are given
 
 
@@ -93,11 +113,12 @@ def _fixed_shapes(model: Any, input_shapes: dict[str, list[int]] | None) -> dict
     except Exception:  # custom domains can stop inference; what was inferred is still used
         pass
     shapes: dict[str, list[int]] = {}
-    for value in [*known, *m.graph.input, *m.graph.value_info, *m.graph.output]:
+    inner = [v for g in graphs(m)[1:] for v in (*g.value_info, *g.output)]  # subgraph tensors, as inferred
+    for value in [*known, *m.graph.input, *m.graph.value_info, *m.graph.output, *inner]:
         dims = [d.dim_value if d.HasField("dim_value") else params.get(d.dim_param) for d in value.type.tensor_type.shape.dim]
         if dims and all(d for d in dims):
             shapes[value.name] = dims
-    for init in m.graph.initializer:
+    for init in (i for g in graphs(m) for i in g.initializer):
         shapes[init.name] = list(init.dims)
     types = {v.name: v.type.tensor_type.elem_type for v in [*m.graph.input, *m.graph.value_info, *m.graph.output]}
     shapes.update(_run_shapes(model, params, m.graph.input, types))
@@ -116,7 +137,7 @@ def _run_shapes(model: Any, params: dict[str, int], inputs: Any, types: dict[str
     inits = {i.name for i in model.graph.initializer}
     wanted = []
     for node in model.graph.node:
-        if node.op_type in MAC_OPS or node.op_type in _MATMUL_LIKE or node.op_type in _CONV_LIKE:
+        if node.op_type in COMPUTE_OPS:
             wanted += [t for t in (*node.input[:4], node.output[0]) if t and t not in inits and types.get(t)]
     outputs = {o.name for o in model.graph.output}
     wanted = [t for t in dict.fromkeys(wanted) if t not in {i.name for i in inputs}]
@@ -128,12 +149,15 @@ def _run_shapes(model: Any, params: dict[str, int], inputs: Any, types: dict[str
         m.graph.output.extend(helper.make_tensor_value_info(t, types[t], None) for t in wanted if t not in outputs)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        opts.intra_op_num_threads, opts.log_severity_level = 1, 3
+        # a graph that cannot run on zeros is expected here: ORT's own error log would only confuse
+        opts.intra_op_num_threads, opts.log_severity_level = 1, 4
         session = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
         feeds = {i.name: np.zeros([d.dim_value for d in i.type.tensor_type.shape.dim],
                                   helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type))
                  for i in inputs if i.name not in inits}
-        values = session.run(wanted, feeds)
+        run_options = ort.RunOptions()
+        run_options.log_severity_level = 4
+        values = session.run(wanted, feeds, run_options)
     except Exception:  # no runtime, or a graph it cannot run: keep the inferred shapes
         return {}
     found = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in inputs}
@@ -141,9 +165,21 @@ def _run_shapes(model: Any, params: dict[str, int], inputs: Any, types: dict[str
     return found
 
 
+def _recurrent_macs(node: Any, shapes: dict[str, list[int]]) -> int | None:
+    """GRU / LSTM / RNN: every step multiplies the input by W and the hidden state by R, per direction."""
+    x, w, r = (shapes.get(node.input[i]) if len(node.input) > i else None for i in range(3))
+    if not (x and w and r):
+        return None
+    layout = next((a.i for a in node.attribute if a.name == "layout"), 0)
+    steps, batch = (x[0], x[1]) if layout == 0 else (x[1], x[0])
+    return int(steps) * int(batch) * int(np.prod(w)) + int(steps) * int(batch) * int(np.prod(r))
+
+
 def node_macs(node: Any, shapes: dict[str, list[int]]) -> int | None:
-    """Multiply-accumulates of one Conv / Gemm / MatMul-like node (None when shapes are unknown)."""
+    """Multiply-accumulates of one Conv / Gemm / MatMul-like or recurrent node (None when shapes are unknown)."""
     attrs = {a.name: a for a in node.attribute}
+    if node.op_type in RECURRENT_GATES:
+        return _recurrent_macs(node, shapes)
     if node.op_type in _CONV_LIKE:
         _, w = _CONV_LIKE[node.op_type]
         out, weight = shapes.get(node.output[0]), shapes.get(node.input[w]) if len(node.input) > w else None
@@ -189,11 +225,12 @@ def mac_coverage(model: Any, input_shapes: dict[str, list[int]] | None = None) -
     sample: batch 1; symbolic dims otherwise taken as batch 1 and 128 for the rest).
     """
     shapes = _fixed_shapes(model, input_shapes)
-    producers = {o: n for n in model.graph.node for o in n.output}
+    nodes = all_nodes(model)
+    producers = {o: n for n in nodes for o in n.output}
     int8_macs = total = 0
     float_nodes, unknown = [], []
-    for node in model.graph.node:
-        if node.op_type not in MAC_OPS and node.op_type not in _MATMUL_LIKE and node.op_type not in _CONV_LIKE:
+    for node in nodes:
+        if node.op_type not in COMPUTE_OPS:
             continue
         macs = node_macs(node, shapes)
         if macs is None:
@@ -208,7 +245,7 @@ def mac_coverage(model: Any, input_shapes: dict[str, list[int]] | None = None) -
         "int8_mac_share": round(int8_macs / total, 4) if total else 0.0,
         "macs": total,
         "float_compute": sorted(float_nodes, key=lambda f: -f["macs"]),
-        "float_op_types": dict(Counter(n.op_type for n in model.graph.node if n.op_type not in
+        "float_op_types": dict(Counter(n.op_type for n in nodes if n.op_type not in
                                        {"QuantizeLinear", "DequantizeLinear"} and not _is_int8_node(n, producers))),
         "nodes_without_shapes": unknown,
     }
@@ -216,7 +253,7 @@ def mac_coverage(model: Any, input_shapes: dict[str, list[int]] | None = None) -
 
 def _is_int8_node(node: Any, producers: dict[str, Any]) -> bool:
     """An int8 op, or a float op all of whose computed inputs come through DequantizeLinear."""
-    if node.op_type in MAC_OPS or node.op_type in _MATMUL_LIKE or node.op_type in _CONV_LIKE:
+    if node.op_type in COMPUTE_OPS:
         return _runs_int8(node, producers)
     computed = [producers[i] for i in node.input if i in producers]
     return bool(computed) and all(p.op_type == "DequantizeLinear" for p in computed)
@@ -250,8 +287,8 @@ def inspect_onnx(path: Path) -> dict[str, Any]:
         "parameters": params,
         "float_weight_sparsity": round(zeros / total, 4) if total else 0.0,
         "int8_weight_tensors": len(int8_ws),
-        "ops": dict(Counter(n.op_type for n in model.graph.node).most_common()),
-        "nodes": [n.name for n in model.graph.node],
+        "ops": dict(Counter(n.op_type for n in all_nodes(model)).most_common()),
+        "nodes": [n.name for n in all_nodes(model)],
     }
     info.update(int8_coverage(model))
     info.update(mac_coverage(model))

@@ -22,6 +22,7 @@ import numpy as np
 
 from compressor.artifact import Artifact
 from compressor.code import TrustPolicy, current_trust
+from compressor.data import Split
 from compressor.errors import MeasurementError
 from compressor.measure.timing import TimingSettings
 
@@ -29,13 +30,18 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF
                "TF_NUM_INTEROP_THREADS")
 
 
-def batch_feeds(artifact: Artifact, samples: dict[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
-    """Real samples tiled (or cut) to ``batch_size``, mapped to the model's inputs."""
-    from compressor.data import feeds_for
+def batch_feeds(artifact: Artifact, samples: dict[str, np.ndarray] | Split, batch_size: int) -> dict[str, np.ndarray]:
+    """Real samples tiled (or cut) to ``batch_size``, mapped to the model's inputs.
 
-    n = len(next(iter(samples.values())))
+    From a Split, its constants are fed unchanged and its batch axes respected.
+    """
+    from compressor.data import Feeding, feeds_for
+
+    feeding = samples.feeding if isinstance(samples, Split) else Feeding()
+    arrays = samples.inputs if isinstance(samples, Split) else samples
+    n = len(next(iter(arrays.values())))
     idx = np.arange(batch_size) % n
-    return feeds_for(artifact.signature, {k: v[idx] for k, v in samples.items()})
+    return feeds_for(artifact.signature, {k: v[idx] for k, v in arrays.items()}, feeding)
 
 
 def random_samples(artifact: Artifact, n: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
@@ -78,7 +84,7 @@ def _result(proc: subprocess.CompletedProcess, what: str) -> dict[str, Any]:
 
 
 def measure(artifact: Artifact, runtime: str, device: str, batch_size: int, threads: int,
-            settings: TimingSettings, samples: dict[str, np.ndarray], timeout_s: float = 600,
+            settings: TimingSettings, samples: dict[str, np.ndarray] | Split, timeout_s: float = 600,
             trust: TrustPolicy | None = None) -> dict[str, Any]:
     """Time ``artifact`` on ``runtime:device`` at ``batch_size`` in a fresh process.
 

@@ -41,7 +41,7 @@ def markdown(results: dict[str, Any]) -> str:
     out = [f"# {results['pipeline']}", "",
            f"Reference: {ref['format']} `{ref['source']}`, {metric} {_fmt(ref['metric'])}, "
            f"{_kb(ref['size_bytes'])}. Budget: {metric} may drop by at most {results['budget']['max_drop']}.", "",
-           "## Variants", ""]
+           *_data_lines(results), "## Variants", ""]
     rows = []
     for v in results["variants"]:
         a = v.get("artifact") or {}
@@ -49,6 +49,10 @@ def markdown(results: dict[str, Any]) -> str:
                      _kb(a.get("gzip_bytes")), v.get("metric"), v.get("metric_drop"),
                      "yes" if v.get("within_budget") else "no", v["status"]])
     out += _table(["variant", "passes", "format", "size", "gzip", metric, "drop", "in budget", "status"], rows)
+    per_output = [(v["name"], v["metric_per_output"]) for v in results["variants"] if v.get("metric_per_output")]
+    if per_output:
+        out += ["", f"{metric} of each scored output:", ""]
+        out += [f"- {n}: " + ", ".join(f"{k} {_fmt(x)}" for k, x in d.items()) for n, d in per_output]
     out += ["", "## Latency", "", "p50 in ms, 1 measurement per row in a fresh process.", ""]
     brows = [["reference", b["runtime"] + ":" + b["device"], b["batch_size"], b.get("p50_ms"), b.get("p90_ms"),
               b.get("cv"), b.get("throughput_per_s"), b.get("cold_start_ms"), b.get("peak_rss_mb"), b.get("metric")]
@@ -87,6 +91,19 @@ def markdown(results: dict[str, Any]) -> str:
             f"- load average: {env['load_average']}", f"- Python {env['python']} on {env['platform']}",
             "- " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()), ""]
     return "\n".join(out)
+
+
+def _data_lines(results: dict[str, Any]) -> list[str]:
+    """How many samples the metric was computed on (and calibrated / trained on), and which outputs it scored."""
+    data = results.get("data")  # absent in results written before it was recorded
+    if not data:
+        return []
+    parts = [f"{data['evaluation_samples']} evaluation samples"]
+    parts += [f"{data[k]} {k.split('_')[0]} samples" for k in ("calibration_samples", "training_samples") if k in data]
+    outputs = results["metric"].get("outputs") or []
+    scored = f"; {results['metric']['name']} on output(s) {', '.join(outputs)}" if outputs else ""
+    worst = " (the worst of them counts)" if len(outputs) > 1 else ""
+    return [f"Data: {', '.join(parts)}{scored}{worst}.", ""]
 
 
 FACTS = (("params", "params_before", "params_after"), ("MACs", "macs_before", "macs_after"),

@@ -54,7 +54,7 @@ def collect(ctx: RunContext, outcomes: list[VariantOutcome]) -> tuple[dict[str, 
     spec = ctx.spec.benchmark
     targets, skipped = usable_targets(ctx.spec.targets)
     settings = TimingSettings(spec.warmup_runs, spec.warmup_seconds, spec.min_runs, spec.min_seconds, spec.max_seconds)
-    samples = ctx.data.split("evaluation").take(64).inputs
+    samples = ctx.data.split("evaluation").take(64)  # a Split: its constants and batch axes are fed too
     jobs = [(a, t, rt, b) for a in artifacts_to_measure(ctx, outcomes) for t, rt in targets
             if rt.can_run(a.format) for b in spec.batch_sizes]
     results: dict[str, list[dict]] = {}

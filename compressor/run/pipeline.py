@@ -5,159 +5,30 @@ checks the whole format chain of every variant before any work is done.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any
 
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
-    Field,
     ValidationError,
-    field_validator,
-    model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from compressor.errors import ConfigError, FormatChainError, did_you_mean, unknown_name
 from compressor.formats import Format, detect_format
+from compressor.run.spec import (  # the file's schema; BudgetSpec and DataSpec re-exported for callers
+    BOUNDED_METRICS,
+    METRICS,
+    BudgetSpec,
+    DataSpec,
+    MetricSpec,
+    NpzArraySpec,
+    PipelineSpec,
+    Step,
+)
 
-SPLITS = ("train", "test")
-# names that become file or folder names (variants under artifacts/, the pipeline under runs/)
-SAFE_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,99}")
-SAFE_NAME_RULE = "letters, digits, '.', '_', '-', '+', not starting with '.', at most 100 characters"
-
-
-def check_safe_name(kind: str, name: str) -> str:
-    """``name`` unchanged when it is safe as a file name; a one-line error naming it otherwise."""
-    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
-        raise PydanticCustomError(
-            "unsafe_name",
-            f"{kind} name {name!r} cannot become a file name; allowed: {SAFE_NAME_RULE}; rename it "
-            f"(e.g. '{_suggest(name)}').",
-        )
-    return name
-
-
-def _suggest(name: object) -> str:
-    """A safe name close to ``name``: every disallowed character becomes '-', leading dots go."""
-    cleaned = re.sub(r"[^A-Za-z0-9._+-]+", "-", str(name)).lstrip(".-")[:100]
-    return cleaned or "variant-1"
-
-METRICS = ("accuracy", "top5", "cosine", "mse")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ModelSpec(_Strict):
-    """The input model: a file (``path``) or a PyTorch factory plus safetensors weights."""
-
-    path: str | None = None
-    factory: str | None = Field(None, description="'package.module:callable' building the nn.Module")
-    weights: str | None = Field(None, description="safetensors state dict for the factory's module")
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the factory")
-    input_shape: list[int] | None = Field(
-        None, description="one sample's input shape (no batch), when the data cannot tell it"
-    )
-
-    @model_validator(mode="after")
-    def _one_source(self) -> ModelSpec:
-        if bool(self.path) == bool(self.factory):
-            raise ValueError("give either 'path' (a model file) or 'factory' (+ 'weights'), not both or neither")
-        return self
-
-
-class SplitSpec(_Strict):
-    """Which split a role (calibration, evaluation, training) reads, and how many samples at most."""
-
-    split: Literal["train", "test"]
-    limit: int | None = Field(None, gt=0)
-
-
-class DataSpec(_Strict):
-    """Where samples come from, and which split each role uses."""
-
-    source: str | None = Field(None, description="built-in source: digits | mnist")
-    npz: str | None = Field(None, description="an .npz with 'x' (or 'x.<input>') and optional 'y'")
-    factory: str | None = Field(None, description="'package.module:fn' returning {'x': ..., 'y': ...}")
-    size: int | None = Field(None, gt=0, description="resize built-in images to size x size")
-    test_fraction: float = Field(0.25, gt=0, lt=1)
-    seed: int = 0
-    calibration: SplitSpec = SplitSpec(split="train", limit=256)
-    evaluation: SplitSpec = SplitSpec(split="test")
-    training: SplitSpec = SplitSpec(split="train")
-
-    @model_validator(mode="after")
-    def _one_source(self) -> DataSpec:
-        given = [k for k in ("source", "npz", "factory") if getattr(self, k)]
-        if len(given) != 1:
-            raise ValueError(f"give exactly one of 'source', 'npz', 'factory' (got {given or 'none'})")
-        return self
-
-
-class BudgetSpec(_Strict):
-    """How much the metric may worsen against the input model."""
-
-    max_drop: float = Field(0.01, ge=0)
-
-    def allows(self, drop: float) -> bool:
-        """Whether a metric drop (positive = worse) is within the budget."""
-        return drop <= self.max_drop
-
-
-class BenchmarkSpec(_Strict):
-    """Timing loop settings shared by every runtime."""
-
-    batch_sizes: list[int] = Field(default_factory=lambda: [1])
-    threads: int = Field(1, ge=1)
-    warmup_runs: int = Field(10, ge=0)
-    warmup_seconds: float = Field(0.2, ge=0)
-    min_runs: int = Field(100, ge=1)
-    min_seconds: float = Field(1.0, ge=0)
-    max_seconds: float = Field(30.0, gt=0)
-    ledger_steps: bool = Field(
-        False, description="measure every intermediate artifact too, so the ledger shows each step's latency"
-    )
-
-    @field_validator("batch_sizes")
-    @classmethod
-    def _positive(cls, value: list[int]) -> list[int]:
-        if not value or any(b < 1 for b in value):
-            raise ValueError("batch_sizes must be a non-empty list of positive integers")
-        return value
-
-
-Step = Union[str, dict[str, Union[dict[str, Any], None]]]
-
-
-class PipelineSpec(_Strict):
-    """A whole pipeline file."""
-
-    name: str
-    model: ModelSpec
-    data: DataSpec
-    metric: str = "accuracy"
-    budget: BudgetSpec = BudgetSpec()
-    variants: dict[str, list[Step]]
-    targets: list[str] = Field(default_factory=lambda: ["onnxruntime:cpu"])
-    benchmark: BenchmarkSpec = BenchmarkSpec()
-    seed: int = 0
-    executor: Literal["local"] = "local"
-
-    @field_validator("name")
-    @classmethod
-    def _safe_pipeline_name(cls, value: str) -> str:
-        return check_safe_name("pipeline", value)  # the default run folder is runs/<name>
-
-    @field_validator("variants")
-    @classmethod
-    def _safe_variant_names(cls, value: dict[str, list[Step]]) -> dict[str, list[Step]]:
-        for name in value:
-            check_safe_name("variant", name)  # a variant's model is written to artifacts/<name>
-        return value
+__all__ = ["BudgetSpec", "DataSpec", "Pipeline", "PipelineSpec", "json_schema", "load_pipeline", "parse_pipeline",
+           "pass_code"]
 
 
 class Pipeline:
@@ -236,10 +107,16 @@ def _resolve_step(variant: str, index: int, step: Step) -> Any:
 
 
 def _explain(exc: ValidationError, source: str) -> ConfigError:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
+    errors = exc.errors()
+    # a value that may take several forms (metric: a name or {name, outputs}) fails once per form:
+    # report the form it was written in (an error that is not a type mismatch), without the form's tag
+    err = next((e for e in errors if not e["type"].endswith(("_type", "_parsing"))), errors[0])
+    loc = ".".join(str(p) for p in err["loc"] if not _form_tag(p))
     if err["type"] == "unsafe_name":
         return ConfigError(f"{source}: {err['msg']}")
+    if err["type"].endswith(("_type", "_parsing")) and len({str(e["loc"][:-1]) for e in errors}) == 1 and len(errors) > 1:
+        forms = ", ".join(str(e["loc"][-1]) for e in errors)
+        return ConfigError(f"{source}: '{loc or 'pipeline'}' = {err.get('input')!r} is invalid: give one of: {forms}.")
     if err["type"] == "extra_forbidden":
         parent_model = _model_at(PipelineSpec, err["loc"][:-1])
         key = str(err["loc"][-1])
@@ -254,8 +131,18 @@ def _explain(exc: ValidationError, source: str) -> ConfigError:
     return ConfigError(f"{source}: '{loc or 'pipeline'}' = {shown} is invalid: {err['msg']}.")
 
 
+def _form_tag(part: Any) -> bool:
+    """Whether a part of an error location is pydantic's tag for one form of a union (str, MetricSpec...)."""
+    return isinstance(part, str) and (part in ("str", "int", "float", "bool") or part.startswith(("list[", "dict["))
+                                      or part[:1].isupper())
+
+
 def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     """The pydantic model found by following ``loc`` from ``model``; None where it leaves models."""
+    named = {cls.__name__: cls for cls in (MetricSpec, NpzArraySpec)}  # the models that are one form of a union
+    tags = [p for p in loc if isinstance(p, str) and p in named]
+    if tags:
+        return named[tags[-1]]
     for part in loc:
         field = model.model_fields.get(part) if isinstance(part, str) else None
         annotation = field.annotation if field else None
@@ -273,8 +160,13 @@ def parse_pipeline(raw: Any, base_dir: Path, source: str = "pipeline") -> Pipeli
         spec = PipelineSpec(**raw)
     except ValidationError as exc:
         raise _explain(exc, source) from None
-    if spec.metric not in METRICS and ":" not in spec.metric:
-        raise unknown_name("metric", spec.metric, METRICS, "Or give 'package.module:fn'.")
+    if spec.metric_name not in METRICS and ":" not in spec.metric_name:
+        raise unknown_name("metric", spec.metric_name, METRICS, "Or give 'package.module:fn'.")
+    if spec.metric_name in BOUNDED_METRICS and spec.budget.max_drop > 1:
+        raise ConfigError(
+            f"{source}: budget.max_drop = {spec.budget.max_drop:g} cannot be met or missed by metric "
+            f"'{spec.metric_name}', which is a fraction (at most 1); give max_drop <= 1 (0.01 = one point)."
+        )
     if not spec.variants:
         raise ConfigError(f"{source}: 'variants' is empty; name at least one variant with its passes.")
     from backends import parse_target

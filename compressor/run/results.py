@@ -48,12 +48,25 @@ def _variant(ctx: RunContext, o: VariantOutcome, benches: dict, cpu: dict[str, A
         metric=value, metric_drop=ctx.metric.drop(ctx.reference_metric, value),
     )
     v["within_budget"] = ctx.budget.allows(v["metric_drop"])
+    if len(ctx.evaluator.scored) > 1:  # each scored output's value; the metric is the worst of them
+        v["metric_per_output"] = ctx.metric_detail(a)
     v["benchmarks"] = benches.get(a.sha256, [])
     v["speed_checks"], v["warnings"] = speed_checks(o, benches, cpu)
     if o.name in siblings:
         v["sibling_checks"], more = siblings[o.name]
         v["warnings"] += more
     return v
+
+
+def data_sizes(ctx: RunContext, outcomes: list[VariantOutcome]) -> dict[str, Any]:
+    """How many samples were scored, and how many calibrated or trained the passes that read them."""
+    sizes: dict[str, Any] = {"evaluation_samples": len(ctx.evaluator.split),
+                             "evaluation_batch_size": ctx.evaluator.batch_size}
+    used = {role for o in outcomes for p in o.passes for role in p.reads()}
+    for role in ("calibration", "training"):
+        if role in used:
+            sizes[f"{role}_samples"] = len(ctx.data.split(role))
+    return sizes
 
 
 def build_results(ctx: RunContext, outcomes: list[VariantOutcome], benches: dict, skipped: list[dict],
@@ -65,7 +78,9 @@ def build_results(ctx: RunContext, outcomes: list[VariantOutcome], benches: dict
     return {
         "schema": SCHEMA_VERSION,
         "pipeline": ctx.spec.name,
-        "metric": {"name": ctx.metric.name, "higher_is_better": ctx.metric.higher_is_better},
+        "metric": {"name": ctx.metric.name, "higher_is_better": ctx.metric.higher_is_better,
+                   "outputs": list(ctx.evaluator.scored)},
+        "data": data_sizes(ctx, outcomes),
         "budget": ctx.budget.model_dump(),
         "reference": {"format": ref.format.value, "source": ctx.spec.model.path or ctx.spec.model.factory,
                       "size_bytes": ref.size_bytes, "gzip_bytes": gzip_size(ref.path), "sha256": ref.sha256,

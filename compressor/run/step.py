@@ -130,7 +130,7 @@ def coverage_of(ctx: RunContext, artifact: Artifact) -> dict[str, Any]:
     from compressor.code import load_attr
     from compressor.data import feeds_for
 
-    sample = feeds_for(artifact.signature, ctx.data.split("evaluation").take(1).inputs)
+    sample = feeds_for(artifact.signature, ctx.data.split("evaluation").take(1))  # with its constants
     shapes = {name: list(arr.shape) for name, arr in sample.items()}
     return load_attr(format_info(artifact.format).coverage)(Path(artifact.path), shapes)
 

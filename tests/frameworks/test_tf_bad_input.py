@@ -74,12 +74,15 @@ def test_representative_data_of_the_wrong_shape(tmp_path: Path) -> None:
     assert _nothing_left_for_pass(r)
 
 
+FITS_40 = {"split": "train", "limit": 30}  # 40 samples: 30 train; a written limit above that is refused
+
+
 def test_representative_data_of_the_wrong_dtype(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     x = rng.random((40, 1, 8, 8)).astype(np.float32) + 1j  # complex images: not calibration data
     np.savez(tmp_path / "c.npz", x=x.astype(np.complex64), y=np.arange(40) % 10)
     with pytest.warns(np.exceptions.ComplexWarning):  # the float model itself is evaluated on the real part
-        r = keras_runner(tmp_path, trained("keras3"), source=None, npz=str(tmp_path / "c.npz"))
+        r = keras_runner(tmp_path, trained("keras3"), source=None, npz=str(tmp_path / "c.npz"), calibration=FITS_40)
     with pytest.raises(InputRefused, match="complex64.*numeric"):
         step(r, "convert.tflite", {"quantize": "int8"})
 
@@ -113,7 +116,7 @@ def test_unsupported_operator_names_op_hop_and_next_step(tmp_path: Path, name: s
     sm = _svd_saved_model(tmp_path / "svd")
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "d.npz", x=rng.random((40, 8, 8), dtype=np.float32), y=np.arange(40) % 10)
-    r = keras_runner(tmp_path, sm, source=None, npz=str(tmp_path / "d.npz"))
+    r = keras_runner(tmp_path, sm, source=None, npz=str(tmp_path / "d.npz"), calibration=FITS_40)
     with pytest.raises(ConversionError, match=match) as err:
         step(r, name, config)
     assert "\n" not in str(err.value) and ("convert.onnx" in str(err.value) or "TFLite" in str(err.value))

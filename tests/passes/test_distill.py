@@ -89,6 +89,7 @@ def test_missing_training_split_or_labels(tmp_path, runner) -> None:
         apply_pass(runner, runner.reference, build_pass("distill.kd"), "a", 0)
     x = np.random.default_rng(0).random((40, 1, 8, 8), dtype=np.float32)
     np.savez(tmp_path / "nolabels.npz", x=x)
-    r = make_runner(tmp_path / "n", None, data={"npz": str(tmp_path / "nolabels.npz"), "source": None}, metric="cosine")
+    r = make_runner(tmp_path / "n", None, data={"npz": str(tmp_path / "nolabels.npz"), "source": None,
+                                                   "calibration": {"split": "train", "limit": 30}}, metric="cosine")
     with pytest.raises(InputRefused, match="needs labels"):
         apply_pass(r, r.reference, build_pass("distill.kd", {"alpha": 0.5}), "a", 0)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,9 +40,15 @@ def test_new_number_of_classes_is_recorded_in_kwargs(tmp_path) -> None:
 
     from compressor.frameworks._torch import load_module
 
-    r = make_runner(tmp_path, None, "tests.tiny_models:TinyBNCNN", {"num_classes": 4})
-    assert r.reference.signature.outputs[0].shape == ("batch", 4)
     config = {"epochs": 2, "lr": 5e-3, "freeze": [], "head": {"module": "head", "num_classes": 10}}
+    # the 10 digit labels fit the new head the pipeline declares, not the 4-class input model
+    from tests.conftest import pipeline_dict
+    from tests.pass_context import context_for
+
+    raw = pipeline_dict(Path("unused"), {"a": [{"train.finetune": config}]})
+    raw["model"] = {"factory": "tests.tiny_models:TinyBNCNN", "kwargs": {"num_classes": 4}}
+    r = context_for(tmp_path, raw)
+    assert r.reference.signature.outputs[0].shape == ("batch", 4)
     step = apply_pass(r, r.reference, build_pass("train.finetune", config), "a", 0)
     assert json.loads((step.artifact.path / "model.json").read_text())["kwargs"] == {"num_classes": 10}
     assert step.artifact.signature.outputs[0].shape == ("batch", 10)

@@ -88,7 +88,7 @@ def check_calibration_data(split: Any, signature: Any, pass_name: str) -> None:
                 f"{spec.dtype}; give {'floating-point' if want_float else 'integer'} data for it."
             )
     try:
-        feeds_for(signature, sample)
+        feeds_for(signature, sample, getattr(split, "feeding", None))  # with the pipeline's constants
     except DataError as exc:
         raise DataError(f"pass '{pass_name}': calibration data does not fit the model: {exc}") from None
 
@@ -119,7 +119,7 @@ class SplitReader:
             if index >= self._stop:
                 return
             if index >= self._start:
-                yield feeds_for(self._signature, batch)
+                yield feeds_for(self._signature, batch, self._split.feeding)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._iter, None)

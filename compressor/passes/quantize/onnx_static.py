@@ -120,11 +120,13 @@ def run_fallback(artifact: Artifact, ctx: PassContext, quantizer: object, candid
     import numpy as np
 
     from compressor.artifact import Artifact as _Artifact
+    from compressor.measure.evaluate import flat
     from compressor.passes.quantize.fallback import Score, accuracy_aware_fallback
 
     evaluator = ctx.evaluator
-    parent_out = evaluator.outputs(artifact).astype(np.float64)
-    reference = ctx.reference_metric if ctx.reference_metric is not None else evaluator.score_outputs(parent_out)
+    parent = evaluator.outputs(artifact)
+    parent_out = flat(parent).astype(np.float64)
+    reference = ctx.reference_metric if ctx.reference_metric is not None else evaluator.score_outputs(parent)
     scale = float(np.mean(parent_out ** 2)) or 1.0
     trial = iter(range(1_000_000))
 
@@ -135,7 +137,7 @@ def run_fallback(artifact: Artifact, ctx: PassContext, quantizer: object, candid
         candidate = _Artifact(artifact.format, path, artifact.signature, sha256="trial")
         out = evaluator.outputs(candidate)
         drop = evaluator.metric.drop(reference, evaluator.score_outputs(out))
-        err = float(np.mean((out.astype(np.float64) - parent_out) ** 2)) / scale
+        err = float(np.mean((flat(out).astype(np.float64) - parent_out) ** 2)) / scale
         return Score(drop, err)
 
     return accuracy_aware_fallback(candidates, quantize, score, ctx.max_drop, max_nodes, ctx.say)

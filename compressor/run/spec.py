@@ -1,0 +1,198 @@
+"""The pipeline file's schema: pydantic models of every section (model, data, metric, budget,
+benchmark, variants) and the rule for names that become paths."""
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+SPLITS = ("train", "test")
+# names that become file or folder names (variants under artifacts/, the pipeline under runs/)
+SAFE_NAME = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,99}")
+SAFE_NAME_RULE = "letters, digits, '.', '_', '-', '+', not starting with '.', at most 100 characters"
+
+
+def check_safe_name(kind: str, name: str) -> str:
+    """``name`` unchanged when it is safe as a file name; a one-line error naming it otherwise."""
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
+        raise PydanticCustomError(
+            "unsafe_name",
+            f"{kind} name {name!r} cannot become a file name; allowed: {SAFE_NAME_RULE}; rename it "
+            f"(e.g. '{_suggest(name)}').",
+        )
+    return name
+
+
+def _suggest(name: object) -> str:
+    """A safe name close to ``name``: every disallowed character becomes '-', leading dots go."""
+    cleaned = re.sub(r"[^A-Za-z0-9._+-]+", "-", str(name)).lstrip(".-")[:100]
+    return cleaned or "variant-1"
+
+METRICS = ("accuracy", "top5", "cosine", "mse")
+BOUNDED_METRICS = ("accuracy", "top5", "cosine")  # their drop is a fraction: max_drop above 1 means nothing
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpec(_Strict):
+    """The input model: a file (``path``) or a PyTorch factory plus safetensors weights."""
+
+    path: str | None = None
+    factory: str | None = Field(None, description="'package.module:callable' building the nn.Module")
+    weights: str | None = Field(None, description="safetensors state dict for the factory's module")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the factory")
+    input_shape: list[int] | None = Field(
+        None, description="one sample's input shape (no batch), when the data cannot tell it"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSpec:
+        if bool(self.path) == bool(self.factory):
+            raise ValueError("give either 'path' (a model file) or 'factory' (+ 'weights'), not both or neither")
+        return self
+
+
+class SplitSpec(_Strict):
+    """Which split a role (calibration, evaluation, training) reads, and how many samples at most."""
+
+    split: Literal["train", "test"]
+    limit: int | None = Field(None, gt=0)
+
+
+class EvaluationSpec(SplitSpec):
+    """The evaluation split, and how many samples the model sees per batch when scored."""
+
+    batch_size: int = Field(64, ge=1, description="samples per batch when scoring (a fixed-batch model needs its own)")
+
+
+class NpzArraySpec(_Strict):
+    """One array of an .npz file, for a constant input."""
+
+    npz: str
+    key: str
+
+
+class DataSpec(_Strict):
+    """Where samples come from, and which split each role uses."""
+
+    source: str | None = Field(None, description="built-in source: digits | mnist")
+    npz: str | None = Field(None, description="an .npz with 'x' (or 'x.<input>') and optional 'y'")
+    factory: str | None = Field(None, description="'package.module:fn' returning {'x': ..., 'y': ...}")
+    size: int | None = Field(None, gt=0, description="resize built-in images to size x size")
+    test_fraction: float = Field(0.25, gt=0, lt=1)
+    seed: int = 0
+    calibration: SplitSpec = SplitSpec(split="train", limit=256)
+    evaluation: EvaluationSpec = EvaluationSpec(split="test")
+    training: SplitSpec = SplitSpec(split="train")
+    constants: dict[str, Union[int, float, list[Any], NpzArraySpec]] = Field(
+        default_factory=dict, description="inputs fed the same value in every batch (not batched): a number, "
+        "a nested list, or {npz: file.npz, key: name}")
+    batch_axis: dict[str, int] = Field(
+        default_factory=dict, description="inputs (and outputs) whose batch is not axis 0, with their batch axis; "
+        "their data arrays hold samples on that axis too")
+
+    @field_validator("batch_axis")
+    @classmethod
+    def _axes(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = {k: v for k, v in value.items() if v < 0}
+        if bad:
+            raise ValueError(f"batch axes must be >= 0 (count from the first axis), got {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        given = [k for k in ("source", "npz", "factory") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of 'source', 'npz', 'factory' (got {given or 'none'})")
+        return self
+
+
+class MetricSpec(_Strict):
+    """A metric and the model outputs it scores (all of them when not named, for cosine / mse)."""
+
+    name: str
+    outputs: list[str] | None = Field(
+        None, min_length=1, description="the outputs to score; accuracy / top5 score exactly one")
+
+
+class BudgetSpec(_Strict):
+    """How much the metric may worsen against the input model."""
+
+    max_drop: float = Field(0.01, ge=0)
+
+    def allows(self, drop: float) -> bool:
+        """Whether a metric drop (positive = worse) is within the budget."""
+        return drop <= self.max_drop
+
+
+class BenchmarkSpec(_Strict):
+    """Timing loop settings shared by every runtime."""
+
+    batch_sizes: list[int] = Field(default_factory=lambda: [1])
+    threads: int = Field(1, ge=1)
+    warmup_runs: int = Field(10, ge=0)
+    warmup_seconds: float = Field(0.2, ge=0)
+    min_runs: int = Field(100, ge=1)
+    min_seconds: float = Field(1.0, ge=0)
+    max_seconds: float = Field(30.0, gt=0)
+    ledger_steps: bool = Field(
+        False, description="measure every intermediate artifact too, so the ledger shows each step's latency"
+    )
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if not value or any(b < 1 for b in value):
+            raise ValueError("batch_sizes must be a non-empty list of positive integers")
+        return value
+
+
+Step = Union[str, dict[str, Union[dict[str, Any], None]]]
+
+
+class PipelineSpec(_Strict):
+    """A whole pipeline file."""
+
+    name: str
+    model: ModelSpec
+    data: DataSpec
+    metric: Union[str, MetricSpec] = "accuracy"
+    budget: BudgetSpec = BudgetSpec()
+    variants: dict[str, list[Step]]
+    targets: list[str] = Field(default_factory=lambda: ["onnxruntime:cpu"])
+    benchmark: BenchmarkSpec = BenchmarkSpec()
+    seed: int = 0
+    executor: Literal["local"] = "local"
+
+    @field_validator("name")
+    @classmethod
+    def _safe_pipeline_name(cls, value: str) -> str:
+        return check_safe_name("pipeline", value)  # the default run folder is runs/<name>
+
+    @field_validator("variants")
+    @classmethod
+    def _safe_variant_names(cls, value: dict[str, list[Step]]) -> dict[str, list[Step]]:
+        for name in value:
+            check_safe_name("variant", name)  # a variant's model is written to artifacts/<name>
+        return value
+
+
+    @property
+    def metric_name(self) -> str:
+        """The metric's name whether it was given as a string or as {name, outputs}."""
+        return self.metric if isinstance(self.metric, str) else self.metric.name
+
+    @property
+    def metric_outputs(self) -> list[str] | None:
+        """The outputs the pipeline names for the metric; None: the default choice."""
+        return None if isinstance(self.metric, str) else self.metric.outputs
