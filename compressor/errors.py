@@ -61,6 +61,10 @@ class MeasurementError(CompressorError):
     """A measurement failed: its subprocess timed out, crashed or printed no result."""
 
 
+class RunFolderInUse(CompressorError):
+    """Another compressor run holds the lock of the run folder."""
+
+
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first line of an exception's message, cut to ``limit``; its type name when it has none.
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from compressor.cache import atomic_write_text
+from compressor.cache import atomic_write_text, temp_sibling
 from compressor.errors import ConfigError
 
 
@@ -162,10 +162,13 @@ def plot_pareto(results: dict[str, Any], path: Path) -> bool:
         ax.set_title(f"batch {batch} (marker area ~ file size)")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    tmp = temp_sibling(path)  # unique to this process: concurrent writers never collide
+    try:
+        fig.savefig(tmp, dpi=110, format="png")
+        tmp.replace(path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
     return True
 
 

@@ -99,7 +99,7 @@ def load_reference(pipeline: Pipeline, data: DataBundle, cache: Cache) -> Artifa
 def prepare(pipeline: Pipeline, cache_dir: Path, on_event: Event = quiet) -> RunContext:
     """Load data, import and score the reference: the context every later stage of the run reads."""
     spec = pipeline.spec
-    cache = Cache(cache_dir)
+    cache = Cache(cache_dir, on_warning=lambda message: on_event("warning", message=message))
     metric = get_metric(spec.metric)
     on_event("stage", message="loading data")
     data = load_bundle(spec.data, pipeline.resolve)
