@@ -59,6 +59,10 @@ def markdown(results: dict[str, Any]) -> str:
                           b.get("p90_ms"), b.get("cv"), b.get("throughput_per_s"), b.get("cold_start_ms"),
                           b.get("peak_rss_mb"), b.get("metric", b.get("error"))])
     out += _table(["model", "target", "batch", "p50 ms", "p90 ms", "cv", "per s", "cold ms", "RSS MB", metric], brows)
+    cached = sum(b.get("cached", False) for v in [ref, *results["variants"]] for b in v.get("benchmarks", []))
+    if cached:
+        out += ["", f"{cached} of these rows come from the cache: measured earlier on this machine with the same "
+                    f"settings (`--remeasure` takes fresh ones)."]
     checks = [(v["name"], c) for v in results["variants"] for c in v.get("speed_checks", [])]
     if checks:
         out += ["", "## Speed checks", "", "Each compression step against its own input, same target and batch.", ""]
@@ -66,8 +70,9 @@ def markdown(results: dict[str, Any]) -> str:
                       [[n, f"{c['step']} {c['pass']}", c["target"], c["batch_size"], c["parent_p50_ms"], c["p50_ms"],
                         _speedup_text(c)] for n, c in checks])
     warnings = [(v["name"], w) for v in results["variants"] for w in v.get("warnings", [])]
-    if warnings or results.get("skipped_targets"):
+    if warnings or results.get("skipped_targets") or results.get("warnings"):
         out += ["", "## Warnings", ""]
+        out += [f"- {w}" for w in results.get("warnings", [])]  # the run's own: cache entries that failed a check
         out += [f"- **{n}**: {w}" for n, w in warnings]
         out += [f"- target `{s['target']}` skipped: {s['reason']}" for s in results.get("skipped_targets", [])]
     out += ["", "## Ledger", ""]

@@ -100,6 +100,7 @@ def test_a_corrupted_cache_entry_and_an_edited_metric_are_recomputed(tmp_path: P
     assert any("failed its content check" in w and "metric-" in w for w in again["warnings"])
     assert any(w.startswith("cache entry ") and "sha256 of 'out/model.onnx'" in w for w in again["warnings"])
     assert first["warnings"] == []
+    assert "failed its content check" in (tmp_path / "b" / "report.md").read_text()
 
 
 def test_measurements_are_reused_until_remeasure(tmp_path: Path, tiny_weights: Path) -> None:
@@ -110,6 +111,7 @@ def test_measurements_are_reused_until_remeasure(tmp_path: Path, tiny_weights: P
     second = run_pipeline(parse_pipeline(raw, tmp_path), tmp_path / "b", cache_dir=cache)  # a new folder
     (b1,), (b2,) = first["variants"][0]["benchmarks"], second["variants"][0]["benchmarks"]
     assert b1["cached"] is False and b2["cached"] is True and b2["p50_ms"] == b1["p50_ms"]
+    assert "1 of these rows come from the cache" in (tmp_path / "b" / "report.md").read_text()
     proc = subprocess.run([sys.executable, "-m", "compressor.cli", "run", str(write_pipeline(tmp_path, raw)),
                            "--out", str(tmp_path / "c"), "--cache", str(cache), "--remeasure"],
                           capture_output=True, text=True, cwd=ROOT)
