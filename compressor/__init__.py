@@ -43,7 +43,6 @@ def run_pipeline(pipeline, out_dir, **kwargs):  # noqa: ANN001, ANN201
 
     from compressor.report import write_reports
     from compressor.run import run_pipeline as _run
-
     from compressor.run.lock import run_folder_lock
 
     with run_folder_lock(Path(out_dir)):  # held through the reports too; the inner run re-enters it
