@@ -155,13 +155,19 @@ def kill_and_resume(h: Harness, index: int, delay: float) -> Check:
     return check
 
 
+def _wait_all(procs: list[subprocess.Popen]) -> list[tuple[int, str]]:
+    """(exit status, stderr) of each process, once all have ended."""
+    errors = [p.communicate()[1] for p in procs]
+    return [(p.returncode, err) for p, err in zip(procs, errors)]
+
+
 def same_folder(h: Harness) -> Check:
     """Two runs started together into one folder: one refused with exit 2, the other completes."""
     out, cache = h.work / "same-folder" / "out", h.work / "same-folder" / "cache"
     check = Check("two runs, one folder")
     start = time.monotonic()
     procs = [h.start(out, cache) for _ in range(2)]
-    finished = [(p.returncode, err) for p in procs for _, err in [p.communicate()]]
+    finished = _wait_all(procs)
     check.seconds = time.monotonic() - start
     codes = sorted(rc for rc, _ in finished)
     check.detail = f"exits {codes}"
@@ -183,7 +189,7 @@ def shared_cache(h: Harness) -> Check:
     check = Check("two runs, one cache")
     start = time.monotonic()
     procs = [h.start(out, cache) for out in outs]
-    finished = [(p.returncode, err) for p in procs for _, err in [p.communicate()]]
+    finished = _wait_all(procs)
     check.seconds = time.monotonic() - start
     check.detail = f"exits {[rc for rc, _ in finished]}"
     for rc, err in finished:

@@ -52,7 +52,7 @@ MEASUREMENT_VERSION = 1  # bump when the harness changes what a figure means
 
 def measurement_key(ctx: RunContext, artifact: Artifact, target: str, batch: int, settings: Any,
                     machine: dict[str, Any]) -> str:
-    """A measurement's cache key: the artifact's content, target, batch, threads, timing settings, the samples, the machine."""
+    """A measurement's cache key: artifact content, target, batch, threads, timing settings, samples, machine."""
     from dataclasses import asdict
 
     return cache_key("bench", MEASUREMENT_VERSION, artifact.sha256, target, batch, ctx.spec.benchmark.threads,
