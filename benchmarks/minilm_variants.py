@@ -1,6 +1,6 @@
 """MiniLM (all-MiniLM-L6-v2) fp32 vs each compressed variant on onnxruntime:cpu.
 
-Builds the variants of samples/minilm/pipeline.yaml through the pipeline (cached in --out), then
+Builds the variants of samples/minilm/pipeline.yaml through the pipeline (kept in the shared cache), then
 for each: mean / min cosine of its embeddings to the fp32 ONNX model's on all 240 sentences, the
 leave-one-out nearest-centroid topic accuracy of its embeddings, the file size, and p50 latency at
 batch 8 x sequence 128 with 1 thread, all models timed interleaved in one process (medians over

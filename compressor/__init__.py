@@ -54,7 +54,9 @@ def run_pipeline(pipeline, out_dir, **kwargs):  # noqa: ANN001, ANN201
 
     from compressor.report import write_reports
     from compressor.run import run_pipeline as _run
+    from compressor.run.lock import run_folder_lock
 
-    results = _run(pipeline, out_dir, **kwargs)
-    write_reports(results, Path(out_dir))
+    with run_folder_lock(Path(out_dir)):  # held through the reports too; the inner run re-enters it
+        results = _run(pipeline, out_dir, **kwargs)
+        write_reports(results, Path(out_dir))
     return results

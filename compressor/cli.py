@@ -57,6 +57,8 @@ class ConsoleEvents:
                           f"(drop {e['metric_drop']:+.4f}){parity}  {took}{flag}")
         elif kind == "variant_done" and info.get("error"):
             console.print(f"  [red]failed[/red]: {info['error']}")
+        elif kind == "warning":
+            console.print(f"[yellow]warning[/yellow] {info['message']}", highlight=False)
         elif kind == "bench":
             self.status.update(f"measuring {info['index']}/{info['total']}: {info['artifact']} on {info['target']} batch {info['batch']}")
 
@@ -85,7 +87,7 @@ def _writable_folder(path: Path, what: str) -> Path:
 
 
 def _run(pipeline_path: Path, out: Optional[Path], variant: list[str], strict: bool, cache: Optional[Path],
-         no_bench: bool, trust_code: bool = False) -> None:
+         no_bench: bool, trust_code: bool = False, remeasure: bool = False) -> None:
     from compressor import load_pipeline, run_pipeline
     from compressor.run.results import exit_code, failed_benchmarks
 
@@ -97,7 +99,7 @@ def _run(pipeline_path: Path, out: Optional[Path], variant: list[str], strict: b
     events = ConsoleEvents()
     try:
         results = run_pipeline(pipeline, out, cache_dir=cache, on_event=events, benchmark=not no_bench,
-                               trust_code=trust_code)
+                               trust_code=trust_code, remeasure=remeasure)
     finally:
         events.stop()
     _summary(results)
@@ -139,12 +141,14 @@ def run(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="run folder (default: runs/<pipeline name>)"),
     variant: list[str] = typer.Option([], "--variant", "-v", help="run only this variant (repeatable)"),
     strict: bool = typer.Option(False, help="exit non-zero when no variant is within the accuracy budget"),
-    cache: Optional[Path] = typer.Option(None, help="cache folder (default: OUT/cache)"),
+    cache: Optional[Path] = typer.Option(
+        None, help="cache folder (default: $COMPRESSOR_CACHE, else ~/.cache/compressor, shared by every run)"),
     no_bench: bool = typer.Option(False, "--no-bench", help="skip latency measurements"),
     trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_HELP),
+    remeasure: bool = typer.Option(False, "--remeasure", help="take fresh measurements instead of cached ones"),
 ) -> None:
     """Run a pipeline: every variant's passes, checks after each pass, measurements, reports."""
-    _run(pipeline, out, variant, strict, cache, no_bench, trust_code)
+    _run(pipeline, out, variant, strict, cache, no_bench, trust_code, remeasure)
 
 
 @app.command()

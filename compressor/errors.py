@@ -66,6 +66,10 @@ class MeasurementError(CompressorError):
     """A measurement failed: its subprocess timed out, crashed or printed no result."""
 
 
+class RunFolderInUse(CompressorError):
+    """Another compressor run holds the lock of the run folder."""
+
+
 _LIBRARY_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : |^(?:\w+\.)*\w+(?:Error|Exception): ")
 
 

@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny CNN trained on 8x8 digits once per session, pipeline builders."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,21 @@ import yaml
 
 FAST_BENCH = {"batch_sizes": [1, 4], "threads": 1, "warmup_runs": 2, "warmup_seconds": 0.0,
               "min_runs": 5, "min_seconds": 0.0}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Runs without --cache use the shared cache: point it at a folder of this test session, never ~/.cache."""
+    import os
+
+    path = tmp_path_factory.mktemp("shared-cache")
+    saved = os.environ.get("COMPRESSOR_CACHE")
+    os.environ["COMPRESSOR_CACHE"] = str(path)  # subprocesses (the CLI) inherit it
+    yield path
+    if saved is None:
+        os.environ.pop("COMPRESSOR_CACHE", None)
+    else:
+        os.environ["COMPRESSOR_CACHE"] = saved
 
 
 def train_tiny(path: Path, factory: str = "tests.tiny_models:TinyCNN", epochs: int = 6, **kwargs: Any) -> Path:

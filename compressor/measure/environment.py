@@ -55,3 +55,16 @@ def fingerprint() -> dict[str, Any]:
         "platform": platform.platform(),
         "packages": package_versions(),
     }
+
+
+def machine_fingerprint() -> dict[str, Any]:
+    """What a latency figure depends on and that stays put between runs: CPU, ISA flags, cores, versions.
+
+    The load average is left out on purpose: it is recorded with each run, not part of the machine.
+    """
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        usable = os.cpu_count()
+    return {"cpu": cpu_info(), "cores": os.cpu_count(), "usable_cores": usable, "machine": platform.machine(),
+            "python": platform.python_version(), "packages": package_versions()}

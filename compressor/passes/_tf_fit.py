@@ -1,4 +1,10 @@
-"""The one Keras training loop (either generation), shared by pruning, QAT and the samples."""
+"""The one Keras training loop (either generation), shared by pruning, QAT and the samples.
+
+Unlike torch (see ``_torch_fit``), TensorFlow fixes its thread pools when its runtime starts and
+refuses to change them afterwards, so nothing run earlier in the process can change how ``fit_keras``
+trains: there is nothing to pin here. The pools follow the machine's cores; the cache lives on one
+machine by default, and ``training_threads`` (in every training pass's key) tells small machines apart.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -1,12 +1,47 @@
-"""The one PyTorch training loop, shared by fine-tuning, pruning and distillation."""
+"""The one PyTorch training loop, shared by fine-tuning, pruning and distillation.
+
+Training is deterministic with respect to what ran before it in the process: torch's result
+depends on its intra-op thread count (reductions split differently), and other code changes that
+count (a torch runtime opened with ``threads``), so ``fit`` pins it to ``training_threads()`` for
+its duration and restores it after. That number enters the cache key of every pass that trains
+(see ``compressor.run.step.pass_key``), so a cached result is reused only where training would
+run the same way.
+"""
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 from compressor.data import Split, feeds_for
+
+
+TRAINING_THREADS_MAX = 4  # torch's intra-op threads while training, at most; fewer on a smaller machine
+
+
+def training_threads() -> int:
+    """The intra-op thread count ``fit`` trains with: the usable cores, at most ``TRAINING_THREADS_MAX``."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        usable = os.cpu_count() or 1
+    return max(1, min(TRAINING_THREADS_MAX, usable))
+
+
+@contextmanager
+def pinned_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op thread count set to ``threads`` for the block, the previous count restored after."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def to_tensors(signature: Any, batch: dict[str, np.ndarray]) -> list[Any]:
@@ -31,12 +66,20 @@ def fit(
     parameters: Any = None,
     keep_eval: Any = (),
 ) -> list[float]:
-    """Train ``module`` in place with Adam; return the mean loss of each epoch.
+    """Train ``module`` in place with Adam, on ``training_threads()`` threads; return the mean loss of each epoch.
 
     ``loss_fn(outputs, labels, inputs)`` defaults to cross entropy on the split's labels.
     ``after_step(step, total_steps)`` runs after every optimizer step (pruning re-applies masks).
     ``keep_eval`` modules stay in eval mode while the rest trains (frozen BatchNorm keeps its statistics).
     """
+    with pinned_threads(training_threads()):
+        return _fit(module, split, signature, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                    loss_fn=loss_fn, after_step=after_step, say=say, parameters=parameters, keep_eval=keep_eval)
+
+
+def _fit(module: Any, split: Split, signature: Any, *, epochs: int, lr: float, batch_size: int, seed: int,
+         loss_fn: Callable[[Any, Any, list[Any]], Any] | None, after_step: Callable[[int, int], None] | None,
+         say: Callable[[str], None] | None, parameters: Any, keep_eval: Any) -> list[float]:
     import torch
     import torch.nn.functional as F
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from compressor.cache import atomic_write_text
+from compressor.cache import atomic_write_text, temp_sibling
 from compressor.errors import ConfigError
 
 
@@ -63,6 +63,10 @@ def markdown(results: dict[str, Any]) -> str:
                           b.get("p90_ms"), b.get("cv"), b.get("throughput_per_s"), b.get("cold_start_ms"),
                           b.get("peak_rss_mb"), b.get("metric", b.get("error"))])
     out += _table(["model", "target", "batch", "p50 ms", "p90 ms", "cv", "per s", "cold ms", "RSS MB", metric], brows)
+    cached = sum(b.get("cached", False) for v in [ref, *results["variants"]] for b in v.get("benchmarks", []))
+    if cached:
+        out += ["", f"{cached} of these rows come from the cache: measured earlier on this machine with the same "
+                    f"settings (`--remeasure` takes fresh ones)."]
     checks = [(v["name"], c) for v in results["variants"] for c in v.get("speed_checks", [])]
     if checks:
         out += ["", "## Speed checks", "", "Each compression step against its own input, same target and batch.", ""]
@@ -70,8 +74,9 @@ def markdown(results: dict[str, Any]) -> str:
                       [[n, f"{c['step']} {c['pass']}", c["target"], c["batch_size"], c["parent_p50_ms"], c["p50_ms"],
                         _speedup_text(c)] for n, c in checks])
     warnings = [(v["name"], w) for v in results["variants"] for w in v.get("warnings", [])]
-    if warnings or results.get("skipped_targets"):
+    if warnings or results.get("skipped_targets") or results.get("warnings"):
         out += ["", "## Warnings", ""]
+        out += [f"- {w}" for w in results.get("warnings", [])]  # the run's own: cache entries that failed a check
         out += [f"- **{n}**: {w}" for n, w in warnings]
         out += [f"- target `{s['target']}` skipped: {s['reason']}" for s in results.get("skipped_targets", [])]
     out += ["", "## Ledger", ""]
@@ -179,10 +184,13 @@ def plot_pareto(results: dict[str, Any], path: Path) -> bool:
         ax.set_title(f"batch {batch} (marker area ~ file size)")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    tmp = temp_sibling(path)  # unique to this process: concurrent writers never collide
+    try:
+        fig.savefig(tmp, dpi=110, format="png")
+        tmp.replace(path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
     return True
 
 

@@ -15,25 +15,31 @@ if TYPE_CHECKING:
 
 
 def run_pipeline(pipeline: Pipeline, out_dir: Path, cache_dir: Path | None = None,
-                 on_event: Event | None = None, benchmark: bool = True, trust_code: bool = False) -> dict[str, Any]:
+                 on_event: Event | None = None, benchmark: bool = True, trust_code: bool = False,
+                 remeasure: bool = False) -> dict[str, Any]:
     """Run every variant of ``pipeline`` into ``out_dir`` (artifacts/, results.json); return the results dict.
 
     ``trust_code`` lets model folders name any code (--trust-code); otherwise only the code the pipeline names.
-
+    The run holds ``out_dir``'s lock throughout: a second run into the same folder is refused
+    (``RunFolderInUse``). ``cache_dir`` defaults to the shared cache (``default_cache_dir``:
+    $COMPRESSOR_CACHE or ~/.cache/compressor). Measurements are reused from the cache when the
+    artifact, target, settings and machine are the same; ``remeasure`` takes fresh ones.
     The reports are a layer above: ``compressor.run_pipeline`` and the CLI write them from the results.
     """
+    from compressor.cache import default_cache_dir
     from compressor.measure.environment import fingerprint
     from compressor.run.context import prepare, quiet
+    from compressor.run.lock import run_folder_lock
     from compressor.run.measurements import collect
     from compressor.run.results import build_results, write_run
     from compressor.run.step import refuse_early, run_variant
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = prepare(pipeline, Path(cache_dir) if cache_dir else out_dir / "cache", on_event or quiet, trust_code)
-    refuse_early(ctx, pipeline)
-    outcomes = [run_variant(ctx, name, passes) for name, passes in pipeline.variants.items()]
-    benches, skipped = collect(ctx, outcomes) if benchmark else ({}, [])
-    results = build_results(ctx, outcomes, benches, skipped, fingerprint())
-    write_run(out_dir, results, outcomes)
+    with run_folder_lock(out_dir):
+        ctx = prepare(pipeline, Path(cache_dir) if cache_dir else default_cache_dir(), on_event or quiet, trust_code)
+        refuse_early(ctx, pipeline)
+        outcomes = [run_variant(ctx, name, passes) for name, passes in pipeline.variants.items()]
+        benches, skipped = collect(ctx, outcomes, remeasure) if benchmark else ({}, [])
+        results = build_results(ctx, outcomes, benches, skipped, fingerprint())
+        write_run(out_dir, results, outcomes)
     return results

@@ -152,7 +152,7 @@ def prepare(pipeline: Pipeline, cache_dir: Path, on_event: Event = quiet, trust_
 
 def _prepare(pipeline: Pipeline, cache_dir: Path, on_event: Event, trust: TrustPolicy) -> RunContext:
     spec = pipeline.spec
-    cache = Cache(cache_dir)
+    cache = Cache(cache_dir, on_warning=lambda message: on_event("warning", message=message))
     metric = get_metric(spec.metric_name)
     on_event("stage", message="loading data")
     data = load_bundle(spec.data, pipeline.resolve, class_labels=":" not in spec.metric_name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from compressor.artifact import Artifact
+from compressor.cache import cache_key
 from compressor.errors import CompressorError
 from compressor.run.context import RunContext
 from compressor.run.step import VariantOutcome
@@ -46,8 +47,26 @@ def usable_targets(targets: list[str]) -> tuple[list[Any], list[dict[str, str]]]
     return usable, skipped
 
 
-def collect(ctx: RunContext, outcomes: list[VariantOutcome]) -> tuple[dict[str, list[dict]], list[dict]]:
-    """Benchmark entries per artifact sha256, and the targets skipped; a failed measurement is a row with its error."""
+MEASUREMENT_VERSION = 1  # bump when the harness changes what a figure means
+
+
+def measurement_key(ctx: RunContext, artifact: Artifact, target: str, batch: int, settings: Any,
+                    machine: dict[str, Any]) -> str:
+    """A measurement's cache key: artifact content, target, batch, threads, timing settings, samples, machine."""
+    from dataclasses import asdict
+
+    return cache_key("bench", MEASUREMENT_VERSION, artifact.sha256, target, batch, ctx.spec.benchmark.threads,
+                     asdict(settings), ctx.data.fingerprint("evaluation"), machine)
+
+
+def collect(ctx: RunContext, outcomes: list[VariantOutcome],
+            remeasure: bool = False) -> tuple[dict[str, list[dict]], list[dict]]:
+    """Benchmark entries per artifact sha256, and the targets skipped; a failed measurement is a row with its error.
+
+    A measurement taken before on this machine with the same settings is reused (``"cached": true``)
+    unless ``remeasure``; failed measurements are never cached.
+    """
+    from compressor.measure.environment import machine_fingerprint
     from compressor.measure.harness import measure
     from compressor.measure.timing import TimingSettings
 
@@ -55,16 +74,24 @@ def collect(ctx: RunContext, outcomes: list[VariantOutcome]) -> tuple[dict[str, 
     targets, skipped = usable_targets(ctx.spec.targets)
     settings = TimingSettings(spec.warmup_runs, spec.warmup_seconds, spec.min_runs, spec.min_seconds, spec.max_seconds)
     samples = ctx.data.split("evaluation").take(64)  # a Split: its constants and batch axes are fed too
+    machine = machine_fingerprint()
     jobs = [(a, t, rt, b) for a in artifacts_to_measure(ctx, outcomes) for t, rt in targets
             if rt.can_run(a.format) for b in spec.batch_sizes]
     results: dict[str, list[dict]] = {}
     for n, (artifact, target, runtime, batch) in enumerate(jobs, 1):
         ctx.on_event("bench", index=n, total=len(jobs), target=str(target), batch=batch, artifact=artifact.id)
-        try:
+
+        def fresh(artifact: Artifact = artifact, target: Any = target, batch: int = batch) -> dict[str, Any]:
             raw = measure(artifact, target.runtime, target.device, batch, spec.threads, settings, samples,
                           trust=ctx.trust)
             entry = {k: raw[k] for k in ("runtime", "device", "batch_size", "threads")}
             entry.update({k: round(float(raw[k]), 4) for k in BENCH_FIELDS})
+            return entry
+
+        try:
+            key = measurement_key(ctx, artifact, str(target), batch, settings, machine)
+            entry, cached = ctx.cache.memo("bench", key, fresh, refresh=remeasure)
+            entry["cached"] = cached
             entry["metric"], _ = ctx.metric_of(artifact, str(target))
         except CompressorError as exc:
             entry = {"runtime": target.runtime, "device": target.device, "batch_size": batch,

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from compressor.artifact import Artifact, gzip_size
-from compressor.cache import atomic_write_text, path_inside
+from compressor.cache import atomic_write_text, path_inside, temp_sibling
 from compressor.errors import ConfigError
 from compressor.frameworks import format_info
 from compressor.run.context import RunContext
@@ -87,6 +87,7 @@ def build_results(ctx: RunContext, outcomes: list[VariantOutcome], benches: dict
                       "metric": ctx.reference_metric, "benchmarks": benches.get(ref.sha256, [])},
         "variants": [_variant(ctx, o, benches, cpu, siblings) for o in outcomes],
         "skipped_targets": skipped,
+        "warnings": list(ctx.cache.warnings),  # cache entries that failed their content check
         "environment": env,
     }
 
@@ -109,16 +110,18 @@ def _json_default(value: Any) -> Any:
 
 def _copy_atomic(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
-    if src.is_dir():
-        shutil.copytree(src, tmp)
-    else:
-        shutil.copyfile(src, tmp)
-    if dst.is_dir():
-        shutil.rmtree(dst)
-    tmp.replace(dst)
+    tmp = temp_sibling(dst)  # unique to this process: two writers never share a temp name
+    try:
+        if src.is_dir():
+            shutil.copytree(src, tmp)
+        else:
+            shutil.copyfile(src, tmp)
+        if dst.is_dir():
+            shutil.rmtree(dst)
+        tmp.replace(dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        raise
 
 
 def failed_benchmarks(results: dict[str, Any]) -> list[str]:

@@ -55,10 +55,14 @@ class VariantOutcome:
 
 
 def pass_key(ctx: RunContext, parent: Artifact, p: Pass) -> str:
-    """The cache key of ``p`` on ``parent``: input content, pass, version, config, data, seed."""
+    """The cache key of ``p`` on ``parent``: input content, pass, version, config, data, seed (and training threads)."""
     data = {role: ctx.data.fingerprint(role, needed_by=f"pass '{p.name}'") for role in p.reads()}
     config = p.config.model_dump(mode="json")
     parts = ["pass", parent.sha256, p.name, p.version, config, data, ctx.spec.seed]
+    if "training" in p.reads():  # training's numbers depend on its thread count (passes/_torch_fit.py)
+        from compressor.passes._torch_fit import training_threads
+
+        parts.append({"training_threads": training_threads()})
     if p.uses_budget():  # accuracy-aware passes aim at the budget and the reference
         parts += [ctx.budget.max_drop, ctx.reference_metric]
     return cache_key(*parts)

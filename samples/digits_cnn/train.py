@@ -18,6 +18,7 @@ def train(out: Path = WEIGHTS, epochs: int = 8, seed: int = 0, size: int = 28, *
     from safetensors.torch import save_file
 
     from compressor.artifact import BATCH, Signature, TensorSpec
+    from compressor.cache import temp_sibling
     from compressor.data import load_bundle
     from compressor.passes._torch_fit import fit
     from compressor.run.pipeline import DataSpec
@@ -33,7 +34,7 @@ def train(out: Path = WEIGHTS, epochs: int = 8, seed: int = 0, size: int = 28, *
         pred = model(torch.from_numpy(test.inputs["x"])).argmax(1).numpy()
     acc = float(np.mean(pred == test.labels))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
+    tmp = temp_sibling(out)  # unique to this process: two trainings at once never share a temp file
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
     tmp.replace(out)
     return acc

@@ -38,6 +38,7 @@ def train(out: Path = MODEL, epochs: int = 4, seed: int = 0) -> float:
     from compressor.frameworks._tf import keras_signature, quiet_tensorflow
 
     quiet_tensorflow()
+    from compressor.cache import process_token
     from compressor.data import feeds_for, load_bundle
     from compressor.passes._tf_fit import fit_keras
     from compressor.run.pipeline import DataSpec
@@ -53,7 +54,7 @@ def train(out: Path = MODEL, epochs: int = 4, seed: int = 0) -> float:
     probs = model.predict(feeds_for(signature, test.inputs)["image"], verbose=0)
     acc = float(np.mean(probs.argmax(1) == test.labels))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp.h5")
+    tmp = out.with_name(f".{out.stem}.{process_token()}.tmp.h5")  # unique to this process; Keras wants .h5
     model.save(str(tmp), include_optimizer=False)  # 2.8 MB instead of 8 MB with Adam state
     tmp.replace(out)
     return acc

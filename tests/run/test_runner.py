@@ -93,9 +93,11 @@ def test_second_run_hits_the_cache_everywhere(run_dir: Path, tiny_weights: Path,
 def test_interrupted_run_resumes(tmp_path: Path, tiny_weights: Path) -> None:
     pipeline = parse_pipeline(pipeline_dict(tiny_weights, VARIANTS), tmp_path)
     pipeline.select(["int8"])  # as if the run stopped after the first variant
-    first = run_pipeline(pipeline, tmp_path / "out", benchmark=False)
+    cache = tmp_path / "cache"  # a cold cache of its own: the session's shared one has these entries
+    first = run_pipeline(pipeline, tmp_path / "out", cache_dir=cache, benchmark=False)
     assert not any(e["cache_hit"] for e in first["variants"][0]["ledger"])
-    full = run_pipeline(parse_pipeline(pipeline_dict(tiny_weights, VARIANTS), tmp_path), tmp_path / "out", benchmark=False)
+    full = run_pipeline(parse_pipeline(pipeline_dict(tiny_weights, VARIANTS), tmp_path), tmp_path / "out",
+                        cache_dir=cache, benchmark=False)
     hits = {v["name"]: [e["cache_hit"] for e in v["ledger"]] for v in full["variants"]}
     assert hits == {"fp32": [True], "int8": [True, True], "qop": [True, False]}
 
