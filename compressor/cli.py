@@ -67,7 +67,10 @@ class ConsoleEvents:
 
 
 def _fail(exc: CompressorError) -> None:
-    err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True, markup=True)
+    from rich.markup import escape
+
+    # the message is plain text: "[torch:cpu]" or "[0, 1]" in it must not be read as console markup
+    err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True, markup=True)
     sys.exit(2)
 
 
@@ -201,9 +204,15 @@ def _bench(model: Path, runtime: Optional[str], batch: str, threads: int, min_ru
         sizes = []
     if not sizes or min(sizes) < 1:
         raise CompressorError(f"--batch '{batch}' is not a comma-separated list of batch sizes of at least 1; e.g. --batch 1,32.")
-    importer = function_for(fmt, "importer", "bench")
+    importer = function_for(fmt, "importer", "bench",
+                            "measure a PyTorch model through a pipeline (targets: [torch:cpu])" if fmt.value == "torch" else "")
     with tempfile.TemporaryDirectory() as tmp:
         signature = importer(model, Path(tmp))[1]
+    shaped = [s for s in signature.inputs if s.shape]
+    if shaped and all(isinstance(d, int) for s in shaped for d in s.shape) and set(sizes) != {shaped[0].shape[0]}:
+        fixed = ", ".join(f"{s.name} {list(s.shape)}" for s in shaped)
+        raise CompressorError(f"'{model}' has fixed input shapes ({fixed}), so it runs at one batch size only; "
+                              f"bench it with --batch {shaped[0].shape[0]}.")
     art = Artifact(fmt, model.resolve(), signature, content_sha256(model))
     settings = TimingSettings(min_runs=min_runs, min_seconds=min_seconds)
     rows = [measure(art, target.runtime, target.device, b, threads, settings, random_samples(art)) for b in sizes]

@@ -16,7 +16,12 @@ from compressor.errors import ConfigError, DataError
 
 
 def check_finite(name: str, arr: np.ndarray, where: str) -> None:
-    """Refuse NaN or inf in a float array that will be fed to a model."""
+    """Refuse what a model cannot be fed: arrays that are not numbers (strings, objects), NaN or inf."""
+    if arr.dtype.kind not in "biufc":
+        raise DataError(
+            f"{where}: input '{name}' holds {arr.dtype.name} values ({arr.dtype.kind!r} kind), not numbers; "
+            f"a model is fed numeric arrays: encode the data first (token ids, pixel values) and store those."
+        )
     if arr.dtype.kind not in "fc":
         return
     bad = ~np.isfinite(arr)

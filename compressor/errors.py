@@ -70,7 +70,9 @@ class RunFolderInUse(CompressorError):
     """Another compressor run holds the lock of the run folder."""
 
 
-_LIBRARY_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : |^(?:\w+\.)*\w+(?:Error|Exception): ")
+# "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : ", "ValueError: ", "onnxruntime.capi.x.InvalidArgument: "
+_LIBRARY_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : |^(?:\w+\.)*\w+(?:Error|Exception): "
+                             r"|^(?:[a-z_]\w*\.)+[A-Z]\w*: ")
 
 
 def first_line(exc: BaseException, limit: int = 300) -> str:
@@ -81,12 +83,18 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     skipped, and the line's own final period is dropped so the quoting sentence can end it. A
     message-less exception gives a description of its kind, not a bare class name.
     """
+    useful = []
     for line in str(exc).splitlines():
-        line = _LIBRARY_PREFIX.sub("", line.strip())
+        line = line.strip()
+        while (shorter := _LIBRARY_PREFIX.sub("", line, count=1)) != line:
+            line = shorter
         if line and not line.startswith(("Traceback", "File \"", "During handling")):
-            line = line.rstrip(" .")[:limit]
-            if line:
-                return line
+            useful.append(line)
+            if not line.endswith(":"):  # a line announcing a list ("Error(s) in loading ...:") takes the next
+                break
+    text = " ".join(useful).rstrip(" .:")[:limit]
+    if text:
+        return text
     return f"{type(exc).__name__} with no message"
 
 

@@ -51,12 +51,12 @@ def handled_by(role: str) -> list[Format]:
     return [f for f, info in FORMATS.items() if getattr(info, role)]
 
 
-def function_for(fmt: Format, role: str, doing: str) -> object:
+def function_for(fmt: Format, role: str, doing: str, fix: str = "") -> object:
     """Import and return the ``role`` function of ``fmt``; a clear error when the format has none."""
     from compressor.code import load_attr
 
     spec = getattr(FORMATS[fmt], role)
     if spec is None:
         allowed = ", ".join(f.value for f in handled_by(role))
-        raise ModelLoadError(f"{doing} does not take '{fmt.value}' models (supported: {allowed}).")
+        raise ModelLoadError(f"{doing} cannot read a '{fmt.value}' model (it reads {allowed}){'; ' + fix if fix else ''}.")
     return load_attr(spec)

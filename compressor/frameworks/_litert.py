@@ -32,9 +32,9 @@ def read_ops(path: Path) -> tuple[list[dict[str, Any]], Any, dict[int, str]]:
     try:
         model = flatbuffer_utils.read_model(str(path))
         graph = model.subgraphs[0]
-    except Exception as exc:  # flatbuffers raises struct / index / unicode errors on junk
+    except Exception:  # flatbuffers raises struct / index / unicode errors on junk
         raise ModelLoadError(
-            f"'{path}' is not a readable TFLite flatbuffer (the parser stopped: {first_line(exc, 120)}); the file is truncated or "
+            f"'{path}' is not a readable TFLite flatbuffer (it does not parse); the file is truncated or "
             f"not a .tflite model: convert it again."
         ) from None
     op_names, type_names = _names(fb.BuiltinOperator), _names(fb.TensorType)

@@ -68,9 +68,26 @@ WEIGHTS = "weights.safetensors"
 def build_module(factory: str, kwargs: dict[str, Any]) -> Any:
     """Call a factory the user named (their pipeline file); a factory a model folder names goes through
     ``recorded_factory`` first."""
+    import inspect
+
     from compressor.code import load_attr
 
-    return load_attr(factory)(**kwargs)
+    build = load_attr(factory)
+    if not callable(build):
+        raise ModelLoadError(f"factory '{factory}' is a {type(build).__name__}, not a class or function; "
+                             f"name the nn.Module class or a function that returns one.")
+    try:
+        inspect.signature(build).bind(**kwargs)
+    except TypeError as exc:
+        raise ModelLoadError(f"factory '{factory}' does not take the keyword arguments {sorted(kwargs)} "
+                             f"({first_line(exc)}); fix model.kwargs to match its parameters.") from None
+    except ValueError:  # no signature to read (a builtin): let the call decide
+        pass
+    try:
+        return build(**kwargs)
+    except Exception as exc:  # the user's own code failed: say where, in one line
+        raise ModelLoadError(f"factory '{factory}' raised {type(exc).__name__} while building the model: "
+                             f"{first_line(exc)}; fix the factory or its model.kwargs.") from None
 
 
 # post-load rewrites a torch model folder may name in model.json ("post_load": [{"name", "kwargs"}]):

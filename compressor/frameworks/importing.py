@@ -63,7 +63,8 @@ def import_file(path: Path, cache: Cache) -> Artifact:
     from compressor.formats import detect_format
 
     fmt = detect_format(path)
-    importer = function_for(fmt, "importer", "the input model (model.path; use model.factory for PyTorch)")
+    importer = function_for(fmt, "importer", f"model.path '{path}'",
+                            "for a PyTorch model give model.factory (+ weights) instead" if fmt == Format.TORCH else "")
     sha = content_sha256(path)
     key = cache_key("import.file", IMPORTER_VERSION, fmt.value, sha)
     hit = cache.get(key)

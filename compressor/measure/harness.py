@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -26,6 +27,7 @@ from compressor.data import Split
 from compressor.errors import MeasurementError
 from compressor.measure.timing import TimingSettings
 
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Argument|Fail|Interrupt|Exit)\b[^:]*: ")
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
                "TF_NUM_INTEROP_THREADS")
 
@@ -37,24 +39,45 @@ def batch_feeds(artifact: Artifact, samples: dict[str, np.ndarray] | Split, batc
     """
     from compressor.data import Feeding, feeds_for
 
-    feeding = samples.feeding if isinstance(samples, Split) else Feeding()
-    arrays = samples.inputs if isinstance(samples, Split) else samples
+    if not isinstance(samples, Split):  # 0-d arrays (a scalar input such as a sample rate) are constants
+        samples = Split({k: v for k, v in samples.items() if np.ndim(v)},
+                        feeding=Feeding({k: v for k, v in samples.items() if not np.ndim(v)}))
+    feeding, arrays = samples.feeding, samples.inputs
+    if not arrays:
+        return feeds_for(artifact.signature, {}, feeding)
     n = len(next(iter(arrays.values())))
     idx = np.arange(batch_size) % n
     return feeds_for(artifact.signature, {k: v[idx] for k, v in arrays.items()}, feeding)
 
 
-def random_samples(artifact: Artifact, n: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
-    """Inputs drawn to fit the signature, for benchmarking a model without data."""
+def random_samples(artifact: Artifact, n: int = 64, seed: int = 0) -> Split:
+    """Inputs drawn to fit the signature, for benchmarking a model without data.
+
+    The batch of each input is the axis its signature calls ``batch`` (else the first); a scalar input
+    (shape []), such as a sample rate, and an input of fixed shape are fed as they are, unbatched;
+    other symbolic dims get 16.
+    """
+    from compressor.artifact import BATCH
+    from compressor.data import Feeding
+
     rng = np.random.default_rng(seed)
-    out = {}
+    inputs, constants, axes = {}, {}, {}
     for spec in artifact.signature.inputs:
-        shape = [n if i == 0 else (d if isinstance(d, int) and d > 0 else 16) for i, d in enumerate(spec.shape)]
+        dims = list(spec.shape)
+        if not dims or (BATCH not in dims and all(isinstance(d, int) and d > 0 for d in dims)):
+            # a scalar, or a fully fixed shape (a fixed-batch model): one value, fed as it is
+            constants[spec.name] = (rng.random(dims) if dims else np.ones(())).astype(spec.dtype)
+            continue
+        axis = dims.index(BATCH) if BATCH in dims else 0
+        if axis:
+            axes[spec.name] = axis
+        rest = [d if isinstance(d, int) and d > 0 else 16 for i, d in enumerate(dims) if i != axis]
+        shape = [n, *rest]  # samples first, as in a Split; feeding moves them to the batch axis
         if "int" in spec.dtype:
-            out[spec.name] = rng.integers(0, 2, shape).astype(spec.dtype)
+            inputs[spec.name] = rng.integers(0, 2, shape).astype(spec.dtype)
         else:
-            out[spec.name] = rng.random(shape, dtype=np.float32).astype(spec.dtype)
-    return out
+            inputs[spec.name] = rng.random(shape, dtype=np.float32).astype(spec.dtype)
+    return Split(inputs, feeding=Feeding(constants, axes))
 
 
 def user_import_paths() -> list[str]:
@@ -68,9 +91,21 @@ def user_import_paths() -> list[str]:
     return paths
 
 
+def _error_line(stderr: str) -> str:
+    """The worker's own error: the last exception line of its traceback (library messages continue on
+    more lines, so the very last line is often only their tail), else its last line."""
+    from compressor.errors import first_line
+
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    for i in range(len(lines) - 1, -1, -1):
+        if _EXCEPTION_LINE.match(lines[i]):
+            return first_line(RuntimeError(lines[i]), 300)
+    return lines[-1][:300] if lines else "no output"
+
+
 def _result(proc: subprocess.CompletedProcess, what: str) -> dict[str, Any]:
     if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
+        tail = _error_line(proc.stderr)
         raise MeasurementError(f"{what} failed (exit {proc.returncode}): {tail}")
     lines = proc.stdout.strip().splitlines()
     try:

@@ -114,6 +114,10 @@ def _explain(exc: ValidationError, source: str) -> ConfigError:
     loc = ".".join(str(p) for p in err["loc"] if not _form_tag(p))
     if err["type"] == "unsafe_name":
         return ConfigError(f"{source}: {err['msg']}")
+    parts = [p for p in err["loc"] if not _form_tag(p)]
+    if len(parts) == 3 and parts[0] == "variants" and isinstance(parts[2], int):  # one step of a variant
+        return ConfigError(f"{source}: variant '{parts[1]}' step {parts[2] + 1} is {err.get('input')!r}; "
+                           f"write a pass name or {{pass.name: {{key: value}}}}.")
     if err["type"].endswith(("_type", "_parsing")) and len({str(e["loc"][:-1]) for e in errors}) == 1 and len(errors) > 1:
         forms = ", ".join(str(e["loc"][-1]) for e in errors)
         return ConfigError(f"{source}: '{loc or 'pipeline'}' = {err.get('input')!r} is invalid: give one of: {forms}.")

@@ -45,9 +45,11 @@ def _with(weights: Path, tmp: Path, variants: dict | None = None, **changes: obj
 
 
 def _model_file(tmp: Path, name: str, content: bytes) -> list[str]:
+    """A pipeline on the model file ``name``, with a first pass that takes its format (none for .tflite)."""
     (tmp / name).write_bytes(content)
+    first = {".onnx": ["optimize.onnx"], ".h5": ["convert.onnx"], ".keras": ["convert.onnx"]}.get(Path(name).suffix, [])
     return _pipe(tmp, {"name": "x", "model": {"path": str(tmp / name)}, "data": {"source": "digits"},
-                       "variants": {"a": ["optimize.onnx"]}})
+                       "variants": {"a": first}})
 
 
 # ---------------------------------------------------------------- the pipeline file
@@ -90,6 +92,48 @@ case("unknown --variant")(lambda t, w: [*_with(w, t), "--variant", "b"])
 def _npz_without_x(t: Path, w: Path) -> list[str]:
     np.savez(t / "d.npz", y=np.arange(10))
     return _with(w, t, data={"npz": str(t / "d.npz")})
+
+
+def _npz(t: Path, w: Path, x: np.ndarray, y: np.ndarray | None = None, **changes: object) -> list[str]:
+    np.savez(t / "d.npz", x=x, **({} if y is None else {"y": y}))
+    data = {"npz": str(t / "d.npz"), **changes.pop("data", {})}
+    return _with(w, t, data=data, **changes)
+
+
+DIGITS = np.random.default_rng(4).random((40, 1, 8, 8), dtype=np.float32)
+LABELS = np.arange(40) % 10
+case("NaN in the inputs")(lambda t, w: _npz(t, w, np.where(DIGITS > 0.99, np.nan, DIGITS), LABELS))
+case("inf in the inputs")(lambda t, w: _npz(t, w, np.where(DIGITS > 0.99, np.inf, DIGITS), LABELS))
+case("strings as inputs")(lambda t, w: _npz(t, w, np.array([f"img{i}" for i in range(40)]), LABELS))
+case("labels outside the classes")(lambda t, w: _npz(t, w, DIGITS, LABELS + 5))
+case("negative labels")(lambda t, w: _npz(t, w, DIGITS, LABELS - 3))
+case("labels stored as floats")(lambda t, w: _npz(t, w, DIGITS, LABELS.astype(np.float32)))
+case("labels with fractions")(lambda t, w: _npz(t, w, DIGITS, LABELS + 0.5))
+case("calibration limit above the data")(
+    lambda t, w: _npz(t, w, DIGITS, LABELS, data={"calibration": {"split": "train", "limit": 500}}))
+case("a budget above 1 for accuracy")(lambda t, w: _with(w, t, budget={"max_drop": 1.5}))
+case("constants for an input the model lacks")(
+    lambda t, w: _with(w, t, data={"source": "digits", "constants": {"sample_rate": 16000}}))
+case("metric output that does not exist")(lambda t, w: _with(w, t, metric={"name": "cosine", "outputs": ["nope"]}))
+
+
+def _module_case(t: Path, w: Path, source: str, **changes: object) -> list[str]:
+    module = f"usermodel_{abs(hash(source)) % 10**8}"  # one module name per case: the cases share a process
+    (t / f"{module}.py").write_text("import torch\nfrom torch import nn\n" + source)
+    return _with(w, t, model={"factory": f"{module}:Net"}, **changes)
+
+
+case("a factory that raises")(
+    lambda t, w: _module_case(t, w, "def Net():\n    raise RuntimeError('needs a GPU')\n"))
+case("factory kwargs that do not fit")(
+    lambda t, w: _with(w, t, model={"factory": "tests.tiny_models:TinyCNN", "kwargs": {"widht": 8}}))
+case("a reference that outputs zeros")(lambda t, w: _module_case(
+    t, w, "class Net(nn.Module):\n    def forward(self, x):\n        return torch.zeros(x.shape[0], 10) * x.sum()\n",
+    metric="cosine"))
+case("accuracy of a model with two outputs")(lambda t, w: _module_case(
+    t, w, "class Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+          "        self.fc = nn.Linear(64, 10)\n    def forward(self, x):\n"
+          "        y = self.fc(x.flatten(1))\n        return y, y * 2\n"))
 
 
 # ---------------------------------------------------------------- the model

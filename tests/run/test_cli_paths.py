@@ -66,3 +66,18 @@ def test_bench_picks_the_format_runtime_and_refuses_batch_0(tmp_path: Path) -> N
     assert proc.returncode == 2 and "batch sizes of at least 1" in proc.stderr and "Traceback" not in proc.stderr
     proc = _cli("bench", str(model), "--runtime", "onnxruntime:cpu", cwd=tmp_path)
     assert proc.returncode == 2 and "use --runtime tensorflow:cpu or leave --runtime out" in proc.stderr
+
+
+def test_bench_feeds_a_scalar_input_and_a_batch_on_axis_1(tmp_path: Path) -> None:
+    from tests.tiny_recurrent import build_recurrent_onnx
+
+    model = build_recurrent_onnx(tmp_path / "rec.onnx", batch="batch")  # state [2, batch, 16], sample_rate []
+    proc = _cli("bench", str(model), "--batch", "1,3", "--min-runs", "3", "--min-seconds", "0", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [r["batch_size"] for r in rows] == [1, 3] and all(r["p50_ms"] > 0 for r in rows)
+    fixed = build_recurrent_onnx(tmp_path / "rec1.onnx")  # every shape fixed: one batch size only
+    proc = _cli("bench", str(fixed), "--batch", "4", cwd=tmp_path)
+    assert proc.returncode == 2 and "fixed input shapes" in proc.stderr and "--batch 1" in proc.stderr
+    proc = _cli("bench", str(fixed), "--min-runs", "3", "--min-seconds", "0", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
