@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compressor.artifact import Artifact, Signature, TensorSpec
-from compressor.errors import PassError
+from compressor.errors import ModelLoadError, PassError
 
 if TYPE_CHECKING:
     from compressor.passes.base import PassContext
@@ -86,8 +86,8 @@ def prepare(artifact: Artifact, config: FineTuneConfig, seed: int) -> tuple[Any,
         kwargs[config.head.kwarg] = config.head.num_classes
         try:
             rebuilt = build_module(factory, kwargs)
-        except TypeError as exc:
-            raise PassError(f"train.finetune: factory '{factory}' does not take '{config.head.kwarg}' ({exc}); "
+        except ModelLoadError as exc:  # the factory cannot rebuild the new head's width from a kwarg
+            raise PassError(f"train.finetune: factory '{factory}' does not take '{config.head.kwarg}'; "
                             f"give it a keyword argument that sets the head's width, or set head.kwarg.") from None
         want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
         got = {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
