@@ -86,7 +86,7 @@ def prepare(artifact: Artifact, config: FineTuneConfig, seed: int) -> tuple[Any,
         kwargs[config.head.kwarg] = config.head.num_classes
         try:
             rebuilt = build_module(factory, kwargs)
-        except ModelLoadError as exc:  # the factory cannot rebuild the new head's width from a kwarg
+        except ModelLoadError:  # the factory cannot rebuild the new head's width from a kwarg
             raise PassError(f"train.finetune: factory '{factory}' does not take '{config.head.kwarg}'; "
                             f"give it a keyword argument that sets the head's width, or set head.kwarg.") from None
         want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
