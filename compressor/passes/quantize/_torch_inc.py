@@ -89,8 +89,10 @@ def quantize_inc(module: Any, config: TorchWeightOnlyConfig, split: Split, signa
     from compressor.passes.quantize._torch_pt2e import batches
 
     with quiet():
+        from neural_compressor.common import options
         from neural_compressor.torch.quantization import convert, prepare, quantize
 
+    options.workspace = str(work_dir / "nc_workspace")  # INC's default is ./nc_workspace in the caller's folder
     cfg = inc_config(config, work_dir)
     with quiet(), torch.no_grad():
         if config.algorithm == "rtn":
