@@ -163,7 +163,7 @@ class Cache:
     """
 
     def __init__(self, root: Path, on_warning: Callable[[str], None] | None = None) -> None:
-        self.root = Path(root)
+        self.root = Path(root).resolve()  # absolute: artifact paths must not depend on the working folder
         for sub in ("objects", "tmp", "memo"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self.warnings: list[str] = []
