@@ -40,6 +40,11 @@ def import_torch_factory(spec: Any, resolve: Any, sample: np.ndarray | dict[str,
     hit = cache.get(key)
     if hit:
         return hit[0]
+    import torch
+
+    # without weights the factory's own initialisation is the model: seed it, so the same pipeline
+    # gives the same reference in every run (the cache key cannot tell two random draws apart)
+    torch.manual_seed(0)
     module = build_module(spec.factory, spec.kwargs)
     if weights is not None:
         from safetensors.torch import load_file
