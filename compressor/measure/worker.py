@@ -41,7 +41,7 @@ def main(request_path: str) -> None:
 def _measure(req: dict) -> None:
     from backends import get_runtime
     from compressor.artifact import Artifact
-    from compressor.measure.timing import TimingSettings, time_loop
+    from compressor.measure.timing import TimingSettings, time_session
 
     sys.path[:0] = [p for p in req.get("import_paths", []) if p not in sys.path]  # the caller's own code
     artifact = Artifact.from_dict(req["artifact"])
@@ -55,7 +55,7 @@ def _measure(req: dict) -> None:
     session.run(feeds)
     session.sync()
     cold_ms = (time.perf_counter_ns() - t0) / 1e6
-    timing = time_loop(lambda: session.run(feeds), TimingSettings(**req["settings"]), session.sync)
+    timing = time_session(session, feeds, TimingSettings(**req["settings"]))
     batch = req["batch_size"]
     result = timing.to_dict()
     result.update(

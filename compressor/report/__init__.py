@@ -8,6 +8,7 @@ from typing import Any
 
 from compressor.cache import atomic_write_text, temp_sibling
 from compressor.errors import ConfigError
+from compressor.report.figures import kib, ratio, significant
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -18,8 +19,7 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def _kb(n: int | None) -> str:
-    return "—" if n is None else f"{n / 1024:.1f} KiB"
+_kb = kib
 
 
 def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
@@ -29,9 +29,9 @@ def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
 
 
 def _speedup_text(check: dict[str, Any]) -> str:
-    text = f"{check['speedup']:.2f}x"
+    text = ratio(check["speedup"])
     if "recovered_by_later_steps" in check:
-        text += f" (the variant's last step: {check['recovered_by_later_steps']:.2f}x this input)"
+        text += f" (the variant's last step: {ratio(check['recovered_by_later_steps'])} this input)"
     return text
 
 
@@ -54,14 +54,12 @@ def markdown(results: dict[str, Any]) -> str:
         out += ["", f"{metric} of each scored output:", ""]
         out += [f"- {n}: " + ", ".join(f"{k} {_fmt(x)}" for k, x in d.items()) for n, d in per_output]
     out += ["", "## Latency", "", "p50 in ms, 1 measurement per row in a fresh process.", ""]
-    brows = [["reference", b["runtime"] + ":" + b["device"], b["batch_size"], b.get("p50_ms"), b.get("p90_ms"),
-              b.get("cv"), b.get("throughput_per_s"), b.get("cold_start_ms"), b.get("peak_rss_mb"), b.get("metric")]
+    brows = [["reference", b["runtime"] + ":" + b["device"], b["batch_size"], *_figures(b), b.get("metric")]
              for b in ref.get("benchmarks", [])]
     for v in results["variants"]:
         for b in v.get("benchmarks", []):
-            brows.append([v["name"], b["runtime"] + ":" + b["device"], b["batch_size"], b.get("p50_ms"),
-                          b.get("p90_ms"), b.get("cv"), b.get("throughput_per_s"), b.get("cold_start_ms"),
-                          b.get("peak_rss_mb"), b.get("metric", b.get("error"))])
+            brows.append([v["name"], b["runtime"] + ":" + b["device"], b["batch_size"], *_figures(b),
+                          b.get("metric", b.get("error"))])
     out += _table(["model", "target", "batch", "p50 ms", "p90 ms", "cv", "per s", "cold ms", "RSS MB", metric], brows)
     cached = sum(b.get("cached", False) for v in [ref, *results["variants"]] for b in v.get("benchmarks", []))
     if cached:
@@ -71,7 +69,8 @@ def markdown(results: dict[str, Any]) -> str:
     if checks:
         out += ["", "## Speed checks", "", "Each compression step against its own input, same target and batch.", ""]
         out += _table(["variant", "step", "target", "batch", "input p50", "p50", "speed-up"],
-                      [[n, f"{c['step']} {c['pass']}", c["target"], c["batch_size"], c["parent_p50_ms"], c["p50_ms"],
+                      [[n, f"{c['step']} {c['pass']}", c["target"], c["batch_size"], significant(c["parent_p50_ms"]),
+                        significant(c["p50_ms"]),
                         _speedup_text(c)] for n, c in checks])
     warnings = [(v["name"], w) for v in results["variants"] for w in v.get("warnings", [])]
     if warnings or results.get("skipped_targets") or results.get("warnings"):
@@ -87,7 +86,7 @@ def markdown(results: dict[str, Any]) -> str:
         out += _table(["#", "pass", "config", "formats", "size", metric, "drop", "p50 ms", "parity max err", "seconds", "cache"],
                       [[i + 1, e["pass"], f"`{json.dumps(e['config'])}`" if e["config"] else "", 
                         f"{e['format_in']}→{e['format_out']}", _kb(e["size_bytes"]), e["metric"], e["metric_drop"],
-                        _step_latency(e), _fmt(e["parity"]["max_abs_error"], 6) if e.get("parity") else "—", e["seconds"],
+                        _step_latency(e), _fmt(e["parity"]["max_abs_error"], 6) if e.get("parity") else "—", significant(e["seconds"]),
                         "hit" if e["cache_hit"] else "run"] for i, e in enumerate(v["ledger"])])
         out += [f"- step {i + 1} {e['pass']}: {facts}" for i, e in enumerate(v["ledger"]) if (facts := _step_facts(e))]
         out.append("")
@@ -96,6 +95,12 @@ def markdown(results: dict[str, Any]) -> str:
             f"- load average: {env['load_average']}", f"- Python {env['python']} on {env['platform']}",
             "- " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()), ""]
     return "\n".join(out)
+
+
+def _figures(b: dict[str, Any]) -> list[str]:
+    """A benchmark row's p50, p90, cv, per s, cold ms and RSS MB, to 3 significant digits."""
+    keys = ("p50_ms", "p90_ms", "cv", "throughput_per_s", "cold_start_ms", "peak_rss_mb")
+    return [significant(b.get(k)) for k in keys]
 
 
 def _data_lines(results: dict[str, Any]) -> list[str]:
@@ -127,7 +132,7 @@ def _step_facts(entry: dict[str, Any]) -> str:
 def _step_latency(entry: dict[str, Any]) -> str:
     """A ledger step's p50 on each target and batch it was measured on (``benchmark.ledger_steps``)."""
     found = [b for b in entry.get("benchmarks", []) if "p50_ms" in b]
-    return "; ".join(f"{b['runtime']}:{b['device']} b{b['batch_size']} {b['p50_ms']:.3f}" for b in found) or "—"
+    return "; ".join(f"{b['runtime']}:{b['device']} b{b['batch_size']} {significant(b['p50_ms'])}" for b in found) or "—"
 
 
 def pareto_points(results: dict[str, Any]) -> list[dict[str, Any]]:
