@@ -30,6 +30,8 @@ err_console = Console(stderr=True, width=None if Console(stderr=True).is_termina
 TRUST_HELP = ("let a model folder's model.json name a factory to import and call (only for folders you trust; "
               "without it only the code your pipeline names runs)")
 DEMO_PIPELINE = Path(__file__).resolve().parent.parent / "samples" / "digits_cnn" / "pipeline.yaml"
+VERBOSE_HELP = "also print INFO logs and third-party output (warnings, banners) here; they always go to OUT/run.log"
+log = logging.getLogger("compressor.cli")  # not __name__: run as "python -m compressor.cli" that is __main__
 
 
 class ConsoleEvents:
@@ -40,6 +42,8 @@ class ConsoleEvents:
         self.status.start()
 
     def __call__(self, kind: str, **info: Any) -> None:
+        if kind in ("stage", "variant_start", "pass_done", "variant_done", "warning"):
+            log.info("%s", _event_line(kind, info))  # the run's log file keeps the pass log
         if kind == "stage":
             self.status.update(info["message"])
         elif kind == "variant_start":
@@ -66,6 +70,15 @@ class ConsoleEvents:
         self.status.stop()
 
 
+def _event_line(kind: str, info: dict[str, Any]) -> str:
+    entry = info.get("entry")
+    if kind == "pass_done" and entry:
+        took = "cache hit" if entry["cache_hit"] else f"{entry['seconds']:.1f} s"
+        return (f"{info['variant']}: {info['index'] + 1}. {info['name']} -> {entry['format_out']}, metric "
+                f"{entry['metric']:.4f} (drop {entry['metric_drop']:+.4f}), {took}")
+    return f"{kind}: " + ", ".join(f"{k}={v}" for k, v in info.items())
+
+
 def _fail(exc: CompressorError) -> None:
     from rich.markup import escape
 
@@ -90,8 +103,9 @@ def _writable_folder(path: Path, what: str) -> Path:
 
 
 def _run(pipeline_path: Path, out: Optional[Path], variant: list[str], strict: bool, cache: Optional[Path],
-         no_bench: bool, trust_code: bool = False, remeasure: bool = False) -> None:
+         no_bench: bool, trust_code: bool = False, remeasure: bool = False, verbose: bool = False) -> None:
     from compressor import load_pipeline, run_pipeline
+    from compressor.run.log_file import run_log
     from compressor.run.results import exit_code, failed_benchmarks
 
     pipeline = load_pipeline(pipeline_path.expanduser().resolve())
@@ -101,8 +115,9 @@ def _run(pipeline_path: Path, out: Optional[Path], variant: list[str], strict: b
     cache = _writable_folder(cache, "--cache") if cache else None
     events = ConsoleEvents()
     try:
-        results = run_pipeline(pipeline, out, cache_dir=cache, on_event=events, benchmark=not no_bench,
-                               trust_code=trust_code, remeasure=remeasure)
+        with run_log(out, verbose):
+            results = run_pipeline(pipeline, out, cache_dir=cache, on_event=events, benchmark=not no_bench,
+                                   trust_code=trust_code, remeasure=remeasure)
     finally:
         events.stop()
     _summary(results)
@@ -149,18 +164,20 @@ def run(
     no_bench: bool = typer.Option(False, "--no-bench", help="skip latency measurements"),
     trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_HELP),
     remeasure: bool = typer.Option(False, "--remeasure", help="take fresh measurements instead of cached ones"),
+    verbose: bool = typer.Option(False, "--verbose", "-V", help=VERBOSE_HELP),
 ) -> None:
     """Run a pipeline: every variant's passes, checks after each pass, measurements, reports."""
-    _run(pipeline, out, variant, strict, cache, no_bench, trust_code, remeasure)
+    _run(pipeline, out, variant, strict, cache, no_bench, trust_code, remeasure, verbose)
 
 
 @app.command()
-def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="run folder")) -> None:
+def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="run folder"),
+         verbose: bool = typer.Option(False, "--verbose", "-V", help=VERBOSE_HELP)) -> None:
     """Run the built-in digits CNN sample end to end (trains its model first if needed)."""
     from samples.digits_cnn.train import ensure_weights
 
     ensure_weights()
-    _run(DEMO_PIPELINE, out, [], False, None, False)
+    _run(DEMO_PIPELINE, out, [], False, None, False, verbose=verbose)
 
 
 @app.command()

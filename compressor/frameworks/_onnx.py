@@ -134,3 +134,15 @@ def session_options(threads: int, optimization: str = "all", profile: bool = Fal
     if profile:
         opts.enable_profiling = True
     return opts
+
+
+def set_onnxruntime_log_severity(level: int) -> None:
+    """ONNX Runtime's default logger severity (0 verbose .. 4 fatal; 2, warnings, is its default), for
+    the C++ lines a session without its own level prints; nothing when onnxruntime is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        return
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(level)

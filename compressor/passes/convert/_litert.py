@@ -97,9 +97,9 @@ def export_tflite(artifact: Artifact, config: ConvertTfliteConfig, path: Path, c
     sample = sample_inputs(artifact.signature, batch=1)
     calib = _calibration(artifact, ctx, config.calibration_samples) if config.quantize in ("int8", "dynamic") else []
     try:
-        import litert_torch
-
         with quiet_converter(), _quiet_logs():
+            import litert_torch  # its import prints TensorFlow's C++ banner and torchao's notices to fd 2
+
             if config.quantize == "none":
                 edge = litert_torch.convert(module, sample)
             else:

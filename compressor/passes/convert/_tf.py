@@ -57,7 +57,9 @@ def quiet_converter() -> Iterator[None]:
             for fd in saved:
                 os.close(fd)
             sink.seek(0)
-            log.debug("converter output: %s%s", captured.getvalue(), sink.read()[-4000:].decode(errors="replace"))
+            output = captured.getvalue() + sink.read()[-4000:].decode(errors="replace")
+            if output.strip():  # the run's log file keeps it (the CLI's --verbose shows it)
+                log.info("converter output: %s", output.strip())
 
 
 def _unsupported_op(text: str) -> str | None:

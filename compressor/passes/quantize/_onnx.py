@@ -10,6 +10,7 @@ import contextlib
 import io
 import logging
 from collections.abc import Iterator
+from logging.handlers import BufferingHandler
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -149,23 +150,46 @@ class SplitReader:
         self.rewind()
 
 
-def preprocess(src: Path, dst: Path) -> Path:
-    """ORT's recommended pre-quantization step: shape inference and graph optimization."""
+def preprocess(src: Path, dst: Path, enabled: bool = True) -> tuple[Path, dict[str, Any]]:
+    """ORT's recommended pre-quantization step (shape inference, graph optimization): the model to
+    quantize and the ledger's record of the step (whether it ran, its settings, why not)."""
+    if not enabled:
+        return src, {"ran": False, "why": "preprocess: false in the pass's config"}
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     attempts = ({"skip_symbolic_shape": False}, {"skip_symbolic_shape": False, "auto_merge": True},
                 {"skip_symbolic_shape": True})
+    failures = []
     for kwargs in attempts:  # transformer exports need auto_merge; some graphs need no symbolic pass
         try:
             # ORT's symbolic shape inference dumps 'sym_shape_infer_temp.onnx' (plus external
             # data) into the current folder when it fails: run it from the scratch folder.
-            with _quiet(), contextlib.chdir(dst.parent):
+            with _quiet(), _ort_errors() as errors, contextlib.chdir(dst.parent):
                 quant_pre_process(str(src.resolve()), str(dst.resolve()), **kwargs)
-            return dst
         except Exception as exc:  # record why, try the next setting
-            log.info("quant_pre_process(%s) failed: %s", kwargs, first_line(exc, 200))
+            failures.append(f"{kwargs}: {first_line(exc, 200)}")
+            log.info("quant_pre_process failed: %s", failures[-1])
+            continue
+        record: dict[str, Any] = {"ran": True, "settings": kwargs}
+        if errors:  # ORT logs a failed graph optimization and carries on with the unoptimized graph
+            record["optimized"], record["why"] = False, errors[0]
+        return dst, record
     log.warning("quant_pre_process failed; quantizing the unprocessed model")
-    return src
+    return src, {"ran": False, "why": "onnxruntime's quant_pre_process failed: " + "; ".join(failures)}
+
+
+@contextlib.contextmanager
+def _ort_errors() -> Iterator[list[str]]:
+    """The first lines of the errors quant_pre_process logs without raising (filled on exit)."""
+    errors: list[str] = []
+    handler, logger = BufferingHandler(100), logging.getLogger("onnxruntime.quantization.shape_inference")
+    handler.setLevel(logging.ERROR)
+    logger.addHandler(handler)
+    try:
+        yield errors
+    finally:
+        logger.removeHandler(handler)
+        errors += [first_line(r.getMessage(), 200) for r in handler.buffer]
 
 
 @contextlib.contextmanager
@@ -236,8 +260,7 @@ class StaticQuantizer:
             raise DataError(f"pass '{pass_name}': the calibration split is empty; give data.calibration samples.")
         check_calibration_data(split, signature, pass_name)
         self.split, self.signature, self.config, self.pass_name = split, signature, config, pass_name
-        self.model_in = preprocess(src, work / "preprocessed.onnx") if config.preprocess else src
-        self.preprocessed = self.model_in != src
+        self.model_in, self.preprocessed = preprocess(src, work / "preprocessed.onnx", config.preprocess)
         check_excluded_survive(self.model_in, list(config.exclude_nodes), pass_name)
         self.cache = work / "calibration.json"
         self.options = static_options(config)
@@ -260,7 +283,7 @@ class StaticQuantizer:
         return dst
 
     def report(self) -> dict[str, Any]:
-        report: dict[str, Any] = {"calibration_samples": len(self.split), "preprocessed": self.preprocessed}
+        report: dict[str, Any] = {"calibration_samples": len(self.split), "preprocess": self.preprocessed}
         if self.kept_for_speed:
             report["kept_float_for_speed"] = self.kept_for_speed
         return report
@@ -306,7 +329,7 @@ def quantize_dynamic(src: Path, dst: Path, config: DynamicQuantConfig, work: Pat
     """Run ORT's dynamic quantizer (int8 weights, activations quantized at run time)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    model_in = preprocess(src, work / "preprocessed.onnx") if config.preprocess else src
+    model_in, preprocessed = preprocess(src, work / "preprocessed.onnx", config.preprocess)
     with _quiet():
         quantize_dynamic(
             str(model_in), str(dst),
@@ -317,7 +340,7 @@ def quantize_dynamic(src: Path, dst: Path, config: DynamicQuantConfig, work: Pat
             nodes_to_exclude=config.exclude_nodes or None,
             extra_options={"MatMulConstBOnly": True},
         )
-    return {"preprocessed": model_in != src}
+    return {"preprocess": preprocessed}
 
 
 def convert_fp16(src: Path, dst: Path, config: Fp16Config) -> dict[str, Any]:
