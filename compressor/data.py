@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from compressor.data_checks import check_class_labels, check_finite, check_limit, load_constants
+from compressor.data_checks import check_class_labels, check_finite, check_limit, load_constants, open_npz
 from compressor.errors import DataError, unknown_name
 
 BUILTIN_SOURCES = ("digits", "mnist")
@@ -155,12 +155,7 @@ def load_mnist_source(size: int | None = None) -> tuple[dict[str, np.ndarray], n
 
 def load_npz_source(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """An .npz with ``x`` or ``x.<input name>`` arrays and optional ``y`` labels."""
-    if not path.is_file():
-        raise DataError(f"data file '{path}' does not exist; check data.npz.")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except Exception as exc:  # numpy raises several types for a bad archive
-        raise DataError(f"data file '{path}' is not a readable .npz ({exc}); re-save it with numpy.savez.") from None
+    archive = open_npz(path, "data file (data.npz)")
     inputs = {k[2:] if k.startswith("x.") else "x": archive[k] for k in archive.files if k == "x" or k.startswith("x.")}
     if not inputs:
         raise DataError(

@@ -98,13 +98,18 @@ def load_constants(constants: dict[str, Any], resolve: Any = Path) -> dict[str, 
     return arrays
 
 
-def _constant_from_npz(name: str, path: Path, key: str | None) -> np.ndarray:
+def open_npz(path: Path, what: str) -> Any:
+    """An .npz archive, never unpickled; ``what`` names the setting that gave the path, for the error."""
     if not path.is_file():
-        raise DataError(f"data.constants.{name}: file '{path}' does not exist; check its npz path.")
+        raise DataError(f"{what} '{path}' does not exist; check the path.")
     try:
-        archive = np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False)
     except Exception as exc:  # numpy raises several types for a bad archive
-        raise DataError(f"data.constants.{name}: '{path}' is not a readable .npz ({exc}); re-save it with numpy.savez.") from None
+        raise DataError(f"{what} '{path}' is not a readable .npz ({exc}); re-save it with numpy.savez.") from None
+
+
+def _constant_from_npz(name: str, path: Path, key: str | None) -> np.ndarray:
+    archive = open_npz(path, f"data.constants.{name}: file")
     if key not in archive.files:
         raise DataError(
             f"data.constants.{name}: '{path}' has no array '{key}' (it has {archive.files}); set 'key' to one of them."

@@ -10,6 +10,8 @@ import logging
 import shutil
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +56,19 @@ class VariantOutcome:
         return [p.name for p in self.passes]
 
 
+@contextmanager
+def refusing(prefix: str = "") -> Iterator[None]:
+    """A CompressorError raised in the block (before any work) is a refusal: ``InputRefused``, exit 2."""
+    try:
+        yield
+    except InputRefused as exc:
+        if prefix:
+            raise InputRefused(prefix + str(exc)) from exc
+        raise
+    except CompressorError as exc:
+        raise InputRefused(prefix + str(exc)) from exc
+
+
 def pass_key(ctx: RunContext, parent: Artifact, p: Pass) -> str:
     """The cache key of ``p`` on ``parent``: input content, pass, version, config, data, seed (and training threads)."""
     data = {role: ctx.data.fingerprint(role, needed_by=f"pass '{p.name}'") for role in p.reads()}
@@ -70,12 +85,8 @@ def pass_key(ctx: RunContext, parent: Artifact, p: Pass) -> str:
 
 def _run_pass(ctx: RunContext, parent: Artifact, p: Pass, variant: str, key: str, config: dict) -> tuple[Artifact, dict]:
     pctx = ctx.pass_context(variant, p.name)
-    try:
+    with refusing():
         p.check(parent, pctx)
-    except InputRefused:
-        raise
-    except CompressorError as exc:  # refused before any work: the input or the config is wrong
-        raise InputRefused(str(exc)) from exc
     with ctx.cache.staging() as tmp:
         (tmp / "out").mkdir()
         (tmp / "work").mkdir()
@@ -101,10 +112,8 @@ def apply_pass(ctx: RunContext, parent: Artifact, p: Pass, variant: str, index: 
 
 
 def _apply_pass(ctx: RunContext, parent: Artifact, p: Pass, variant: str, index: int) -> StepResult:
-    try:
+    with refusing():
         key = pass_key(ctx, parent, p)  # reads the data splits the pass needs: an empty one is bad input
-    except CompressorError as exc:
-        raise InputRefused(str(exc)) from exc
     config = p.config.model_dump(mode="json", exclude_defaults=True)
     hit = ctx.cache.get(key)
     if hit is not None:
@@ -164,12 +173,9 @@ def refuse_early(ctx: RunContext, pipeline: Pipeline) -> None:
         if not passes:
             continue
         p = passes[0]
-        try:
-            with ctx.trusted(*pass_code(p)):
-                pass_key(ctx, ctx.reference, p)  # the data splits it reads exist and are not empty
-                p.check(ctx.reference, ctx.pass_context(name, p.name))
-        except CompressorError as exc:
-            raise InputRefused(f"variant '{name}' step 1 ({passes[0].name}): {exc}") from exc
+        with refusing(f"variant '{name}' step 1 ({p.name}): "), ctx.trusted(*pass_code(p)):
+            pass_key(ctx, ctx.reference, p)  # the data splits it reads exist and are not empty
+            p.check(ctx.reference, ctx.pass_context(name, p.name))
 
 
 def run_variant(ctx: RunContext, name: str, passes: list[Pass]) -> VariantOutcome:
