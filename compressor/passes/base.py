@@ -125,6 +125,11 @@ class Pass:
             )
         return self.output_format or input_format
 
+    def fit_to_chain(self, later: list[Pass]) -> None:
+        """Settle settings that depend on the passes after this one in its variant, or refuse the
+        combination (raise ConfigError) — called once per variant when the pipeline is read, before
+        any work. Default: nothing depends on them."""
+
     def parity_tolerance(self) -> float | None:
         """Max abs error allowed vs the parent on the parity batch; None: recorded, not enforced."""
         return None
@@ -144,12 +149,27 @@ class Pass:
         raise NotImplementedError
 
 
+ONNX_INT8_PASSES = frozenset({"quantize.onnx.static", "quantize.onnx.dynamic"})
+
+
 class QuantizePass(Pass):
     """A pass that lowers precision: its int8 coverage is read, and its output should be faster."""
 
     quantizes: ClassVar[bool] = True
     compares_speed: ClassVar[bool] = True
     expects_speedup: ClassVar[bool] = True
+
+    def fit_to_chain(self, later: list[Pass]) -> None:
+        # ORT's static and dynamic quantizers refuse (or corrupt) a graph that is already quantized
+        if self.name in ONNX_INT8_PASSES:
+            again = next((p.name for p in later if p.name in ONNX_INT8_PASSES), None)
+            if again is not None:
+                from compressor.errors import ConfigError
+
+                raise ConfigError(
+                    f"{again} follows {self.name} in the same variant, which would quantize an already "
+                    f"quantized graph (ONNX Runtime's quantizer cannot); keep one of them, or make two variants"
+                )
 
     def coverage_reason(self, entry: dict[str, Any]) -> str | None:
         """Too little of the compute in int8, read from the step's coverage entry."""

@@ -66,6 +66,10 @@ class Pipeline:
                     fmt = p.produces(fmt)
                 except FormatChainError as exc:
                     raise FormatChainError(f"variant '{variant}' step {index + 1}: {exc}") from None
+                try:
+                    p.fit_to_chain(passes[index + 1:])
+                except ConfigError as exc:
+                    raise ConfigError(f"variant '{variant}' step {index + 1} ({p.name}): {exc}") from None
 
     def named_code(self) -> list[str]:
         """The 'module:attr' names this pipeline gives for code a model folder may record: the model

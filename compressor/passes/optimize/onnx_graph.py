@@ -14,10 +14,12 @@ from compressor.passes.base import Pass, PassConfig, PassContext, PassOutput
 class OptimizeOnnxConfig(PassConfig):
     """Settings of ``optimize.onnx``."""
 
-    level: Literal["basic", "extended", "all"] = Field(
-        "extended",
-        description="ORT optimization level; 'all' adds layout transforms tied to this CPU "
-        "(the file may not run elsewhere)",
+    level: Literal["auto", "basic", "extended", "all"] = Field(
+        "auto",
+        description="ORT optimization level; 'extended' fuses into ORT's own ops (FusedConv, FusedGemm), "
+        "'all' adds layout transforms tied to this CPU (the file may not run elsewhere); 'auto': "
+        "'basic' when a quantize.onnx pass follows in the variant (ORT's quantizer cannot read the "
+        "fused ops), else 'extended'",
     )
     qdq_propagation: bool = Field(
         True,
@@ -32,23 +34,55 @@ class OptimizeOnnx(Pass):
     """Constant folding, node fusions and redundant-node removal, written to a new file."""
 
     name = "optimize.onnx"
-    version = 2
+    version = 3  # 3: level auto (basic before a quantize.onnx pass), level recorded in the report
     config_class = OptimizeOnnxConfig
     compares_speed = True
     input_formats: ClassVar[frozenset[Format]] = frozenset({Format.ONNX})
     is_conversion = True  # same format, but the graph is rewritten: check parity
 
+    def __init__(self, config: OptimizeOnnxConfig | None = None) -> None:
+        super().__init__(config)
+        self.level_reason = ""
+
     def parity_tolerance(self) -> float | None:
         return self.config.atol
+
+    def fit_to_chain(self, later: list[Pass]) -> None:
+        from compressor.errors import ConfigError
+
+        quantizer = next((p.name for p in later if p.name.startswith("quantize.onnx.")), None)
+        level = self.config.level
+        if quantizer is None:
+            if level == "auto":
+                self.config = self.config.model_copy(update={"level": "extended"})
+                self.level_reason = "auto: no quantize.onnx pass follows, so ORT's fused ops are kept"
+            return
+        if level in ("extended", "all"):
+            raise ConfigError(
+                f"level '{level}' writes ONNX Runtime's own fused ops (FusedConv, FusedGemm"
+                f"{', NCHWc Conv/ReorderInput' if level == 'all' else ''}), which {quantizer} later in this "
+                f"variant cannot quantize (they would stay float, or the quantizer fails); use level: basic "
+                f"(or leave level unset) before {quantizer}, and put another optimize.onnx after it to fuse "
+                f"the quantized graph"
+            )
+        if level == "auto":
+            self.config = self.config.model_copy(update={"level": "basic"})
+            self.level_reason = (f"auto: {quantizer} follows, so only ONNX-standard rewrites (folding, "
+                                 f"Conv+BatchNorm/Add/Mul fusion, redundant nodes) that its quantizer can read")
 
     def run(self, artifact: Artifact, ctx: PassContext, out_dir: Path) -> PassOutput:
         from compressor.frameworks._onnx import ort_optimize
 
         path = out_dir / "model.onnx"
+        level = "extended" if self.config.level == "auto" else self.config.level
         disabled = [] if self.config.qdq_propagation else ["QDQPropagationTransformer"]
-        ort_optimize(Path(artifact.path), path, self.config.level, disabled)
-        meta = {"portable": self.config.level != "all"}
-        report = {"disabled_optimizers": disabled} if disabled else {}
-        if self.config.level == "all":
+        ort_optimize(Path(artifact.path), path, level, disabled)
+        meta = {"portable": level != "all"}
+        report: dict = {"level": level}
+        if self.level_reason:
+            report["level_reason"] = self.level_reason
+        if disabled:
+            report["disabled_optimizers"] = disabled
+        if level == "all":
             report["portability"] = "ORT CPU kernels and layouts of this machine are fixed in the file (x86 NCHWc)"
         return PassOutput(path=path, signature=artifact.signature, meta=meta, report=report)

@@ -86,8 +86,10 @@ class QuantizeOnnxStatic(QuantizePass):
 
     def check(self, artifact: Artifact, ctx: PassContext) -> None:
         from compressor.passes.quantize._onnx import check_node_names, check_op_types
+        from compressor.passes.quantize._onnx_checks import check_quantizable_graph
 
         super().check(artifact, ctx)
+        check_quantizable_graph(Path(artifact.path), self.name)
         check_op_types(Path(artifact.path), self.config.op_types, self.name)
         check_node_names(Path(artifact.path), self.config.exclude_nodes, self.name)
         from compressor.passes.quantize._onnx import check_calibration_data
