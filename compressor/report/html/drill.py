@@ -60,7 +60,8 @@ def _op_rows(ops: list[dict[str, Any]], scale: float) -> list[list]:
     for op in ops:
         delta = op.get("delta_ms")
         width = min(100.0, 100 * abs(delta) / scale) if finite(delta) and scale else 0
-        bar = f'<span class="bar {"lost" if finite(delta) and delta > 0 else "gained"}" style="width:{1.2 * width:.0f}px"></span>'
+        kind = "lost" if finite(delta) and delta > 0 else "gained"
+        bar = f'<span class="barbox"><span class="bar {kind}" style="width:{width:.0f}%"></span></span>'
         shown = escape(significant(delta)) if finite(delta) else "—"
         rows.append([txt(op.get("op")), num(op.get("input_ms")), num(op.get("output_ms")),
                      html_cell(f"{shown} {bar}", delta if finite(delta) else None)])
@@ -149,7 +150,10 @@ def variant_details(index: int, variant: dict[str, Any], metric: str) -> str:
     warnings = variant.get("warnings") or []
     if warnings:
         parts.append('<ul class="warnings">' + "".join(f"<li>{escape(str(w))}</li>" for w in warnings) + "</ul>")
-    parts.append(ledger_table(variant, metric))
+    if variant.get("ledger"):
+        parts.append(ledger_table(variant, metric))
+    else:
+        parts.append("<p>No step finished.</p>")
     parts += [step_block(variant, i, e) for i, e in enumerate(variant.get("ledger") or [])]
     siblings = [check_row(txt(variant["name"]), c, f"sibling {c.get('sibling')}", c.get("sibling_p50_ms"))
                 for c in variant.get("sibling_checks") or []]

@@ -58,10 +58,12 @@
     return node;
   }
 
-  function tick(v) {  /* an axis figure to 3 significant digits, never in exponent form */
+  function tick(v, step) {  /* an axis figure: 3 significant digits, or the decimals the tick step needs */
     if (v === 0) return "0";
-    var decimals = Math.max(0, 2 - Math.floor(Math.log10(Math.abs(v))));
-    return Number(v.toPrecision(3)).toLocaleString("en-US", {maximumFractionDigits: Math.min(decimals, 20)});
+    var decimals = step ? Math.max(0, -Math.floor(Math.log10(step) + 1e-9))
+                        : Math.max(0, 2 - Math.floor(Math.log10(Math.abs(v))));
+    if (!step) v = Number(v.toPrecision(3));
+    return v.toLocaleString("en-US", {minimumFractionDigits: step ? decimals : 0, maximumFractionDigits: Math.min(decimals, 20)});
   }
 
   function logTicks(lo, hi) {
@@ -76,6 +78,7 @@
     var raw = (hi - lo) / 5, p = Math.pow(10, Math.floor(Math.log10(raw))), f = raw / p;
     var step = (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * p, out = [];
     for (var v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Number(v.toPrecision(12)));
+    out.step = step;
     return out;
   }
 
@@ -160,10 +163,11 @@
       el("line", {x1: x, x2: x, y1: M.t, y2: H - M.b}, grid);
       el("text", {x: x, y: H - M.b + 16, "text-anchor": "middle", "class": "tick"}, grid).textContent = tick(v);
     });
-    linTicks(yd[0], yd[1]).forEach(function (v) {
+    var yticks = linTicks(yd[0], yd[1]);
+    yticks.forEach(function (v) {
       var y = sy(v);
       el("line", {x1: M.l, x2: W - M.r, y1: y, y2: y}, grid);
-      el("text", {x: M.l - 6, y: y + 4, "text-anchor": "end", "class": "tick"}, grid).textContent = tick(v);
+      el("text", {x: M.l - 6, y: y + 4, "text-anchor": "end", "class": "tick"}, grid).textContent = tick(v, yticks.step);
     });
     el("rect", {x: M.l, y: M.t, width: W - M.l - M.r, height: H - M.t - M.b, "class": "frame"}, svg);
     el("text", {x: (M.l + W - M.r) / 2, y: H - 10, "text-anchor": "middle", "class": "axis"}, svg)
@@ -176,7 +180,8 @@
     var cls = "pt" + (onFront ? " front" : "") + (m.p.unstable ? " unstable" : "") + (m.p.reference ? " ref" : "");
     var g = el("g", {"class": cls, tabindex: 0, "data-id": m.p.id, role: "img", "aria-label": m.p.name}, layer);
     if (m.p.reference) {
-      el("rect", {x: m.x - m.r, y: m.y - m.r, width: 2 * m.r, height: 2 * m.r, fill: colour,
+      var half = m.r / Math.SQRT2;  /* a square turned 45 degrees: its corners reach m.r, like a circle's edge */
+      el("rect", {x: m.x - half, y: m.y - half, width: 2 * half, height: 2 * half, fill: colour,
                   transform: "rotate(45 " + m.x + " " + m.y + ")"}, g);
     } else {
       el("circle", {cx: m.x, cy: m.y, r: m.r, fill: colour}, g);
