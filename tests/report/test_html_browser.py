@@ -100,3 +100,23 @@ def test_report_in_chromium(tmp_path) -> None:
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     width, height = struct.unpack(">II", data[16:24])
     assert width >= 800 and height >= 1000
+
+
+def test_crowded_chart_leaves_labels_out_rather_than_overlap(tmp_path) -> None:
+    res = results()
+    base = res["variants"][0]
+    for i in range(16):  # sixteen models within a few per cent of each other's latency and accuracy
+        extra = json.loads(json.dumps(base))
+        extra["name"] = f"crowded-variant-{i}"
+        for b in extra["benchmarks"]:
+            b["p50_ms"] *= 1 + 0.01 * i
+            b["metric"] -= 0.0001 * (i % 4)
+        res["variants"].append(extra)
+    write_reports(res, tmp_path)
+    with Browser(CHROMIUM) as browser:
+        browser.open(tmp_path / "report.html")
+        check_view(browser, res, 1, None)
+        shown = browser.evaluate("document.querySelectorAll('#pareto text.label').length")
+        note = browser.evaluate("document.getElementById('chart-note').textContent")
+        assert shown < expected_points(res, 1) and f"{expected_points(res, 1) - shown} labels left out" in note
+        browser.screenshot(tmp_path / "crowded.png", full_page=False)

@@ -96,12 +96,18 @@
   /* Greedy placement: the front first, then by latency; each label takes the first spot around its point
      that touches no placed label, no marker and stays in the plot; a label with no free spot is left out
      (its point still shows it on hover). */
-  function placeLabels(layer, marks, order) {
+  function placeLabels(layer, marks, order, line) {
     var placed = [], hidden = 0;
     var obstacles = marks.map(function (m) { return {x: m.x - m.r, y: m.y - m.r, w: 2 * m.r, h: 2 * m.r}; });
+    for (var s = 1; s < line.length; s++) {  /* the front's dashed line, as small boxes every few pixels */
+      var a = line[s - 1], b = line[s], steps = Math.ceil(Math.hypot(b.x - a.x, b.y - a.y) / 4);
+      for (var k = 0; k <= steps; k++) {
+        obstacles.push({x: a.x + (b.x - a.x) * k / steps - 1, y: a.y + (b.y - a.y) * k / steps - 1, w: 2, h: 2});
+      }
+    }
     order.forEach(function (m) {
       var label = el("text", {"class": "label", x: 0, y: 0}, layer);
-      label.textContent = m.p.name;
+      label.textContent = m.p.name.length > 28 ? m.p.name.slice(0, 26) + "\u2026" : m.p.name;  /* whole in the tooltip */
       var box = label.getBBox(), w = box.width + 2, h = box.height;
       var spots = [], d = m.r + 3;
       [0, 12].forEach(function (extra) {
@@ -109,15 +115,21 @@
         spots.push([e, -h / 2], [-e - w, -h / 2], [-w / 2, -e - h], [-w / 2, e], [e * 0.7, -e * 0.7 - h],
                    [e * 0.7, e * 0.7], [-e * 0.7 - w, -e * 0.7 - h], [-e * 0.7 - w, e * 0.7]);
       });
-      var chosen = null;
+      var chosen = null, far = false;
       for (var i = 0; i < spots.length && !chosen; i++) {
         var b = {x: m.x + spots[i][0], y: m.y + spots[i][1], w: w, h: h};
         var inside = b.x >= M.l && b.x + b.w <= W - 2 && b.y >= 0 && b.y + b.h <= H - M.b;
         if (inside && !placed.some(function (o) { return overlaps(b, o); }) &&
-            !obstacles.some(function (o) { return overlaps(b, o); })) chosen = b;
+            !obstacles.some(function (o) { return overlaps(b, o); })) { chosen = b; far = i >= 8; }
       }
       if (!chosen) { layer.removeChild(label); hidden++; return; }
       placed.push(chosen);
+      if (far) {  /* a label set further out gets a thin leader to its point */
+        var tx = Math.max(chosen.x, Math.min(m.x, chosen.x + w)), ty = Math.max(chosen.y, Math.min(m.y, chosen.y + h));
+        var len = Math.hypot(tx - m.x, ty - m.y) || 1;
+        el("line", {"class": "leader", x1: m.x + (tx - m.x) * m.r / len, y1: m.y + (ty - m.y) * m.r / len, x2: tx, y2: ty},
+           layer);
+      }
       label.setAttribute("x", chosen.x + 1);
       label.setAttribute("y", chosen.y + h * 0.8);
       label.setAttribute("data-box", [chosen.x, chosen.y, chosen.w, chosen.h].map(Math.round).join(","));
@@ -244,7 +256,7 @@
       g.addEventListener("click", function () { if (m.p.drill !== null) openVariant("v-" + m.p.drill, true); });
     });
     var order = marks.slice().sort(function (a, b) { return (onFront(b) - onFront(a)) || (a.x - b.x); });
-    var hidden = placeLabels(el("g", {"class": "labels"}, svg), marks, order);
+    var hidden = placeLabels(el("g", {"class": "labels"}, svg), marks, order, line);
     svg.setAttribute("data-points", pts.length);
     svg.setAttribute("data-front", line.length);
     this.note.textContent = pts.length + " models, " + line.length + " on the Pareto front (no other model is both " +
