@@ -97,3 +97,22 @@ def test_write_reports_writes_the_page(tmp_path) -> None:
     html = (tmp_path / "report.html").read_text()
     assert html.startswith("<!doctype html>") and 'id="pareto"' in html
     assert (tmp_path / "report.md").read_text().startswith("# tiny <pipeline>")  # report.md stays Markdown
+
+
+def test_other_recorded_checks_and_unstable_figures_are_listed() -> None:
+    res = results()
+    res["variants"][0]["reference_checks"] = [{"target": "onnxruntime:cpu", "batch_size": 1, "reference_p50_ms": 0.41,
+                                               "p50_ms": 0.155, "speedup": 2.645, "interval": [2.5, 2.8],
+                                               "verdict": "faster"}]
+    html = page(res)
+    assert "<td data-v=\"reference\">reference</td>" in html and "2.65x [2.50–2.80], faster" in html
+    assert "1 measurement stayed unstable after re-measuring" in html
+
+
+def test_lower_is_better_metric_front() -> None:
+    res = results()
+    res["metric"] = {"name": "mse", "higher_is_better": False}
+    data = chart_data(res)
+    names = {p["id"]: p["name"] for p in data["points"]}
+    # at batch 1 the quantized variant is fastest and (as mse) the lowest: it alone is on the front
+    assert {names[i] for i in data["fronts"]["*|1"]} == {QUOTED}

@@ -54,6 +54,11 @@ def _warnings(results: dict[str, Any]) -> str:
               for i, v in enumerate(results["variants"]) for w in v.get("warnings") or []]
     items += [f"target <code>{escape(str(s.get('target')))}</code> skipped: {escape(str(s.get('reason')))}"
               for s in results.get("skipped_targets") or []]
+    unstable = sum(b.get("unstable") is True for item in [results["reference"], *results["variants"]]
+                   for b in item.get("benchmarks") or [])
+    if unstable:
+        items.append(f"{unstable} measurement{'s' if unstable > 1 else ''} stayed unstable after re-measuring "
+                     f"(marked in the latency table and drawn with a dashed outline): read those figures with care")
     if not items:
         return "<p>None.</p>"
     return '<ul class="warnings">' + "".join(f"<li>{i}</li>" for i in items) + "</ul>"

@@ -9,7 +9,7 @@ from typing import Any
 from compressor.report import _step_facts
 from compressor.report.figures import kib, significant
 from compressor.report.html.chart import finite
-from compressor.report.html.tables import CHECK_HEAD, badge, check_row, html_cell, num, size, table, txt
+from compressor.report.html.tables import CHECK_HEAD, badge, check_row, html_cell, num, other_checks, size, table, txt
 
 PERCENT_KEYS = ("int8_share", "int8_mac_share", "int8_weight_share")
 
@@ -155,10 +155,11 @@ def variant_details(index: int, variant: dict[str, Any], metric: str) -> str:
     else:
         parts.append("<p>No step finished.</p>")
     parts += [step_block(variant, i, e) for i, e in enumerate(variant.get("ledger") or [])]
-    siblings = [check_row(txt(variant["name"]), c, f"sibling {c.get('sibling')}", c.get("sibling_p50_ms"))
-                for c in variant.get("sibling_checks") or []]
-    if siblings:
-        parts.append(table(CHECK_HEAD, siblings, "", "against its full-precision sibling"))
+    others = [check_row(txt(variant["name"]), c, f"sibling {c.get('sibling')}", c.get("sibling_p50_ms"))
+              for c in variant.get("sibling_checks") or []]
+    others += [check_row(txt(variant["name"]), c, against, theirs) for c, against, theirs in other_checks(variant)]
+    if others:
+        parts.append(table(CHECK_HEAD, others, "", "against its full-precision sibling and other comparisons"))
     return f'<details class="variant" id="v-{index}">{"".join(parts)}</details>'
 
 

@@ -137,8 +137,23 @@ CHECK_HEAD = ["variant", "against", "target", "batch", "their p50 ms", "p50 ms",
               "verdict", "rounds"]
 
 
+def other_checks(variant: dict[str, Any]) -> list[tuple[dict[str, Any], str, Any]]:
+    """Checks a run records under another ``*_checks`` key (e.g. against the reference): (check, against, p50)."""
+    found = []
+    for key, checks in variant.items():
+        if not key.endswith("_checks") or key in ("speed_checks", "sibling_checks") or not isinstance(checks, list):
+            continue
+        for c in checks:
+            if isinstance(c, dict):
+                theirs = next((k for k in c if k.endswith("_p50_ms") and k != "p50_ms"), None)
+                against = c.get("against") or key.removesuffix("_checks").replace("_", " ")
+                found.append((c, str(against), c.get(theirs) if theirs else None))
+    return found
+
+
 def checks_table(results: dict[str, Any]) -> str:
-    """Every speed check: each step against its input, each lower-precision variant against its sibling."""
+    """Every speed check: each step against its input, each lower-precision variant against its sibling,
+    and any other comparison the run recorded."""
     rows = []
     for i, v in enumerate(results["variants"]):
         link = variant_link(i, v["name"])
@@ -146,6 +161,7 @@ def checks_table(results: dict[str, Any]) -> str:
                  for c in v.get("speed_checks") or []]
         rows += [check_row(link, c, f"sibling {c.get('sibling')}", c.get("sibling_p50_ms"))
                  for c in v.get("sibling_checks") or []]
+        rows += [check_row(link, c, against, theirs) for c, against, theirs in other_checks(v)]
     if not rows:
         return ""
     return table(CHECK_HEAD, rows, "checks", "speed-up = their p50 / this p50; above 1 is faster")
