@@ -6,7 +6,7 @@ import json
 from html import escape
 from typing import Any
 
-from compressor.report import _step_facts
+from compressor.report import FACTS, NOTES, _step_facts
 from compressor.report.figures import kib, significant
 from compressor.report.html.chart import finite
 from compressor.report.html.tables import CHECK_HEAD, badge, check_row, html_cell, num, other_checks, size, table, txt
@@ -117,7 +117,8 @@ def step_block(variant: dict[str, Any], i: int, entry: dict[str, Any]) -> str:
     checks = [c for c in variant.get("speed_checks") or [] if c.get("step") == i + 1]
     rows = [check_row(txt(variant["name"]), c, "its input", c.get("parent_p50_ms")) for c in checks]
     facts = _step_facts(entry)
-    parts = [f"<p>{escape(facts)}</p>" if facts else "", facts_list(entry.get("report") or {}),
+    said = tuple(key for label in FACTS for key in label[1:]) + NOTES  # already in the facts line
+    parts = [f"<p>{escape(facts)}</p>" if facts else "", facts_list(entry.get("report") or {}, skip=said),
              coverage_block(entry.get("coverage") or {}),
              table(CHECK_HEAD, rows, "", "speed checks of this step") if rows else "",
              profile_block(entry.get("profile") or {})]
