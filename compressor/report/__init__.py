@@ -1,7 +1,6 @@
 """Reports built from results.json alone: report.md, report.html and pareto.png."""
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 from typing import Any
@@ -199,45 +198,14 @@ def plot_pareto(results: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def html_report(md: str, has_plot: bool) -> str:
-    """A self-contained HTML page: the Markdown tables rendered, and the Pareto plot."""
-    body, in_table = [], False
-    for line in md.splitlines():
-        if line.startswith("|"):
-            cells = [html.escape(c.strip().strip("`")) for c in line.strip("|").split("|")]
-            if set(line) <= set("|-"):
-                continue
-            tag = "th" if not in_table else "td"
-            if not in_table:
-                body.append("<table>")
-                in_table = True
-            body.append("<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
-            continue
-        if in_table:
-            body.append("</table>")
-            in_table = False
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
-            if level == 2 and line.startswith("## Variants") and has_plot:
-                body.append('<img src="pareto.png" alt="Pareto plot: metric vs latency">')
-        elif line.startswith("- "):
-            body.append(f"<li>{html.escape(line[2:])}</li>")
-        elif line.strip():
-            body.append(f"<p>{html.escape(line)}</p>")
-    if in_table:
-        body.append("</table>")
-    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse;"
-             "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}th{background:#eee}img{max-width:100%}")
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>report</title><style>{style}</style></head><body>{''.join(body)}</body></html>"
-
-
 def write_reports(results: dict[str, Any], out_dir: Path) -> Path:
     """Write report.md, report.html and pareto.png into ``out_dir``; return report.md's path."""
+    from compressor.report.html import page
+
     md = markdown(results)
-    has_plot = plot_pareto(results, out_dir / "pareto.png")
+    plot_pareto(results, out_dir / "pareto.png")
     atomic_write_text(out_dir / "report.md", md)
-    atomic_write_text(out_dir / "report.html", html_report(md, has_plot))
+    atomic_write_text(out_dir / "report.html", page(results))
     return out_dir / "report.md"
 
 

@@ -81,7 +81,8 @@ def test_reports_written(run_dir: Path) -> None:
     md = (run_dir / "report.md").read_text()
     assert "## Ledger" in md and "int8" in md and "## Environment" in md
     assert (run_dir / "pareto.png").stat().st_size > 1000
-    assert "<table>" in (run_dir / "report.html").read_text()
+    html = (run_dir / "report.html").read_text()
+    assert '<table class="sortable" id="variants">' in html and 'id="v-0"' in html and "**" not in html
 
 
 def test_second_run_hits_the_cache_everywhere(run_dir: Path, tiny_weights: Path, tmp_path: Path) -> None:
