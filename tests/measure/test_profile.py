@@ -1,4 +1,4 @@
-"""Per-operator profiles in a worker process: ONNX Runtime's profiler and torch.profiler.
+"""Per-operator profiles in a worker process: ONNX Runtime's profiler (torch.profiler: tests/run/test_why.py).
 
 A tiny ONNX conv net and its dynamic-int8 twin (ConvInteger, which ONNX Runtime's CPU runs slowly)
 make a pair that is slower in a known way; the profiles must name the operators each graph runs.
@@ -69,25 +69,6 @@ def test_onnxruntime_profile_names_each_graphs_operators(onnx_pair: tuple[Artifa
     assert diff["qdq"]["count"] == len(quantizers) == graph_ops(onnx_pair[1]).count("DynamicQuantizeLinear")
     assert diff["float_ms"] == 0.0  # every conv of the output runs in int8
     assert {n["node"] for n in diff["nodes"]["lost"]} <= {n["node"] for n in int8["nodes"]}
-
-
-def test_torch_profile_reads_torch_profiler(tmp_path: Path) -> None:
-    import torch
-
-    from compressor.code import TrustPolicy
-    from compressor.frameworks._torch import save_module
-    from compressor.measure.profile import profile
-    from tests.tiny_models import TinyCNN
-
-    torch.manual_seed(0)
-    folder = save_module(TinyCNN(), "tests.tiny_models:TinyCNN", {}, tmp_path / "tiny")
-    art = Artifact(Format.TORCH, folder, Signature((TensorSpec("x", ("batch", 1, 8, 8)),)), content_sha256(folder))
-    found = profile(art, "torch", "cpu", 4, 1, {"x": np.zeros((4, 1, 8, 8), np.float32)}, FAST_PROFILE,
-                    trust=TrustPolicy.of(["tests.tiny_models:TinyCNN"]))
-    assert found["profiler"] == "torch.profiler" and found["runs"] == 5
-    kinds = {n["op"]: n["kind"] for n in found["nodes"]}
-    assert any(op.startswith("aten::") and "conv" in op and kind == "float_compute" for op, kind in kinds.items())
-    assert any(n["node"].startswith("aten::") and "[4x" in n["node"] for n in found["nodes"])  # op and input shape
 
 
 def test_a_runtime_without_a_profiler_says_so() -> None:

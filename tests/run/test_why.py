@@ -7,10 +7,12 @@ are asserted, never speeds.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 
 from compressor.artifact import Artifact
@@ -19,6 +21,8 @@ from compressor.passes.registry import build_pass
 from compressor.run.speed import sibling_checks, speed_checks
 from compressor.run.why import MAC_DROP, Profiles, explain_slow, mac_shortfalls
 from tests.tiny_onnx import FAST_PROFILE, SAMPLES, conv_pair
+
+TINY = "tests.tiny_models:TinyCNN"
 
 CPU = {"int8_dot_product": True}
 CONTRACT = {"target", "batch_size", "profiler", "input_ms", "output_ms", "gained", "lost", "qdq", "float_ms"}
@@ -167,3 +171,30 @@ def test_without_profiles_the_fixed_sentence_stays() -> None:
     reason = explain_slow(None, outcome.passes[0], outcome.ledger[0], CPU, outcome.chain[0], outcome.chain[1],
                           {"runtime": "torch", "device": "cpu", "batch_size": 1}, 0.5)
     assert reason == "likely reason: " + outcome.passes[0].slow_reason(outcome.ledger[0], CPU)
+
+
+def test_torch_profiles_explain_a_prune_step_that_gained_too_little(tmp_path: Path) -> None:
+    """The real torch.profiler path: TinyCNN at width 8 and 4 (half the conv MACs), a check that gained 2%."""
+    import torch
+
+    from compressor.artifact import Signature, TensorSpec, content_sha256
+    from compressor.formats import Format
+    from compressor.frameworks._torch import save_module
+    from tests.tiny_models import TinyCNN
+
+    torch.manual_seed(0)
+    sig = Signature((TensorSpec("x", ("batch", 1, 8, 8)),))
+    wide, slim = (Artifact(Format.TORCH, f, sig, content_sha256(f)) for f in
+                  (save_module(TinyCNN(c=c), TINY, {"c": c}, tmp_path / f"c{c}") for c in (8, 4)))
+    outcome = pruned(500)
+    outcome.chain = [wide, slim]
+    source = replace(profiles(tmp_path), samples={"x": np.zeros((4, 1, 8, 8), np.float32)},
+                     trust=TrustPolicy.of([TINY]))  # the worker may rebuild TinyCNN, nothing else
+    warnings = mac_shortfalls(source, outcome, [check(1.02, batch_size=4)], CPU)
+    assert len(warnings) == 1 and "from the torch.profiler profile at batch 4" in warnings[0]
+    found = outcome.ledger[0]["profile"]
+    assert found["profiler"] == "torch.profiler" and found["target"] == "torch:cpu"
+    ops = {r["op"] for r in found["gained"] + found["lost"]}
+    assert ops and all("::" in op for op in ops)  # aten / quantized operator names
+    assert found["float_ms"] > 0  # the slim model's convolution and linear still run in float
+    assert all(re.fullmatch(r"\w+::\w+(\[[\dx]+\])?", n["node"]) for n in found["nodes"]["gained"] + found["nodes"]["lost"])
