@@ -123,7 +123,7 @@ class OnnxRuntime(Runtime):
         """ONNX Runtime's profiler (the optimized graph's nodes, as they run), warm-up runs left out."""
         with tempfile.TemporaryDirectory(prefix="compressor-profile-") as tmp:
             session = self.open(artifact, device, threads, profile=True, profile_prefix=Path(tmp) / "ort")
-            repeat(partial(session.run, feeds), warmup_runs, runs, max_seconds)
+            warm, _ = repeat(partial(session.run, feeds), warmup_runs, runs, max_seconds)
             events = json.loads(Path(session.inference_session.end_profiling()).read_text())
             session.close()
-        return trace_ops(events, warmup_runs)
+        return trace_ops(events, warm)

@@ -91,10 +91,10 @@ class TorchRuntime(Runtime):
 
         session = self.open(artifact, device, threads)
         run = partial(session.run, feeds)
-        repeat(run, warmup_runs, 0, 0.0)
+        repeat(run, warmup_runs, 0, max_seconds)
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
         with profile(activities=activities, record_shapes=True) as prof:
-            done = repeat(run, 0, runs, max_seconds)
+            _, done = repeat(run, 0, runs, max_seconds)
         session.close()
         per_node: dict[str, list[Any]] = {}
         for e in prof.key_averages(group_by_input_shape=True):

@@ -20,18 +20,21 @@ def package_installed(name: str) -> bool:
         return False
 
 
-def repeat(run: Callable[[], object], warmup_runs: int, runs: int, max_seconds: float) -> int:
-    """Call ``run`` ``warmup_runs`` times, then up to ``runs`` times, stopping early (after at least 3) once
-    ``max_seconds`` have passed; the number of calls after the warm-up. A profile averages over them."""
+def repeat(run: Callable[[], object], warmup_runs: int, runs: int, max_seconds: float) -> tuple[int, int]:
+    """Call ``run`` up to ``warmup_runs`` times, then up to ``runs`` times; each phase stops early (after at
+    least 1 warm-up and 3 counted calls) once ``max_seconds`` have passed. Returns (warm-up calls, counted
+    calls): a profile averages over the counted ones."""
     import time
 
-    for _ in range(warmup_runs):
+    warm, start = 0, time.perf_counter()
+    while warm < warmup_runs and (warm < 1 or time.perf_counter() - start < max_seconds):
         run()
+        warm += 1
     done, start = 0, time.perf_counter()
     while done < runs and (done < 3 or time.perf_counter() - start < max_seconds):
         run()
         done += 1
-    return done
+    return warm, done
 
 
 class Session:

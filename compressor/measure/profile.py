@@ -27,7 +27,8 @@ from compressor.errors import MeasurementError
 
 @dataclass(frozen=True)
 class ProfileSettings:
-    """How many runs a profile averages: ``runs`` after ``warmup_runs``, fewer (at least 3) past ``max_seconds``."""
+    """How many runs a profile averages: ``runs`` after ``warmup_runs``; each phase stops early (after 1 warm-up
+    run, 3 counted ones) past ``max_seconds``, so a slow model's profile stays short."""
 
     warmup_runs: int = 10
     runs: int = 50

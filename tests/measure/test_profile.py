@@ -90,3 +90,12 @@ def test_a_failing_worker_is_a_measurement_error(tmp_path: Path) -> None:
     broken.write_bytes(b"not a model")
     with pytest.raises(MeasurementError, match=r"profiling .*broken.onnx on onnxruntime:cpu at batch 1 failed"):
         profile(artifact(broken), "onnxruntime", "cpu", 1, 1, SAMPLES, FAST_PROFILE)
+
+
+def test_the_profile_loop_counts_its_warm_up_and_stops_a_slow_model_early() -> None:
+    from backends.base import repeat
+
+    calls = []
+    assert repeat(lambda: calls.append(1), 4, 6, max_seconds=60.0) == (4, 6) and len(calls) == 10
+    calls.clear()  # past max_seconds at once: 1 warm-up call, 3 counted ones
+    assert repeat(lambda: calls.append(1), 10, 50, max_seconds=0.0) == (1, 3) and len(calls) == 4
