@@ -34,7 +34,8 @@ def test_trace_ops_leaves_the_warm_up_out_and_averages_per_run() -> None:
         return [{"cat": "Session", "name": "model_run", "ts": ts, "dur": 50},
                 {"cat": "Node", "name": "c_kernel_time", "ts": ts + 1, "dur": 10 if ts else 1000,
                  "args": {"op_name": "Conv"}},
-                {"cat": "Node", "name": "_kernel_time", "ts": ts + 2, "dur": 4, "args": {"op_name": "Relu", "node_index": "7"}}]
+                {"cat": "Node", "name": "_kernel_time", "ts": ts + 2, "dur": 4,
+                 "args": {"op_name": "Relu", "node_index": "7"}}]
 
     nodes, runs = trace_ops(run(0) + run(100) + run(200), skip_runs=1)  # the first run (1000 us) is warm-up
     assert runs == 2

@@ -122,7 +122,8 @@ class CannedProfiles:
 def pruned(macs_after: int) -> SimpleNamespace:
     chain = [SimpleNamespace(sha256="in"), SimpleNamespace(sha256="out")]
     return SimpleNamespace(name="slim", passes=[build_pass("prune.structured", {"sparsity": 0.5})],
-                           ledger=[{"pass": "prune.structured", "report": {"macs_before": 1000, "macs_after": macs_after}}],
+                           ledger=[{"pass": "prune.structured",
+                                    "report": {"macs_before": 1000, "macs_after": macs_after}}],
                            chain=chain, artifact=chain[-1])
 
 
@@ -197,4 +198,20 @@ def test_torch_profiles_explain_a_prune_step_that_gained_too_little(tmp_path: Pa
     ops = {r["op"] for r in found["gained"] + found["lost"]}
     assert ops and all("::" in op for op in ops)  # aten / quantized operator names
     assert found["float_ms"] > 0  # the slim model's convolution and linear still run in float
-    assert all(re.fullmatch(r"\w+::\w+(\[[\dx]+\])?", n["node"]) for n in found["nodes"]["gained"] + found["nodes"]["lost"])
+    nodes = found["nodes"]["gained"] + found["nodes"]["lost"]
+    assert all(re.fullmatch(r"\w+::\w+(\[[\dx]+\])?", n["node"]) for n in nodes)  # op and its input shape
+
+
+def test_a_failed_profile_says_so_and_keeps_the_fixed_sentence() -> None:
+    from compressor.errors import MeasurementError
+
+    class Failing:
+        def take(self, artifact: Any, target: str, batch: int) -> dict[str, Any]:
+            raise MeasurementError(f"profiling {artifact.sha256} on {target} at batch {batch} failed (exit 1): boom")
+
+    outcome = pruned(500)
+    reason = explain_slow(Failing(), outcome.passes[0], outcome.ledger[0], CPU, outcome.chain[0], outcome.chain[1],
+                          {"runtime": "torch", "device": "cpu", "batch_size": 1}, 0.5)
+    assert reason == ("the per-operator profile failed (profiling in on torch:cpu at batch 1 failed (exit 1): boom); "
+                      "likely reason: " + outcome.passes[0].slow_reason(outcome.ledger[0], CPU))
+    assert "profile" not in outcome.ledger[0]
