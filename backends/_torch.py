@@ -1,14 +1,33 @@
 """PyTorch: load a factory + safetensors model folder and run it on CPU or CUDA."""
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from backends.base import Runtime, Session
+from backends.base import Runtime, Session, repeat
 from compressor.errors import RuntimeUnavailableError
 from compressor.frameworks._torch import load_exported, load_module
+
+_FLOAT_COMPUTE = {"addmm", "mm", "bmm", "baddbmm", "matmul", "linear", "einsum", "lstm", "gru", "rnn_tanh", "rnn_relu",
+                  "_scaled_dot_product_flash_attention_for_cpu", "scaled_dot_product_attention"}
+
+
+def op_kind(op: str) -> str:
+    """What a torch operator does, for a profile: qdq, int8_compute, float_compute or other."""
+    namespace, _, name = op.rpartition("::")
+    if "quantize_per" in name or name.startswith("dequantize"):
+        return "qdq"
+    if namespace in ("quantized", "onednn") or name in ("_int_mm", "_weight_int8pack_mm"):
+        return "int8_compute"
+    return "float_compute" if "conv" in name or name in _FLOAT_COMPUTE else "other"
+
+
+def _shape_tag(shapes: list[Any]) -> str:
+    first = next((s for s in shapes or [] if s), None)
+    return "[" + "x".join(str(d) for d in first) + "]" if first else ""
 
 
 class TorchSession(Session):
@@ -42,6 +61,7 @@ class TorchRuntime(Runtime):
     devices = ("cpu", "cuda")
     package = "torch"
     install_hint = "pip install 'compressor[torch]'"
+    profiler = "torch.profiler"
 
     def available_devices(self) -> list[str]:
         if not self.is_available():
@@ -62,3 +82,25 @@ class TorchRuntime(Runtime):
             module = load_module(Path(artifact.path))
         module = module.to(device)
         return TorchSession(module, device, artifact.signature.input_names)
+
+    def profile_ops(self, artifact: Any, device: str, threads: int, feeds: dict[str, np.ndarray],
+                    warmup_runs: int, runs: int, max_seconds: float) -> tuple[list[dict[str, Any]], int]:
+        """torch.profiler's self time per operator and input shape (a "node": eager torch has no graph
+        node names), over the runs after the warm-up."""
+        from torch.profiler import ProfilerActivity, profile
+
+        session = self.open(artifact, device, threads)
+        run = partial(session.run, feeds)
+        repeat(run, warmup_runs, 0, max_seconds)
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+        with profile(activities=activities, record_shapes=True) as prof:
+            _, done = repeat(run, 0, runs, max_seconds)
+        session.close()
+        per_node: dict[str, list[Any]] = {}
+        for e in prof.key_averages(group_by_input_shape=True):
+            us = e.self_cpu_time_total + (getattr(e, "self_device_time_total", 0) if device == "cuda" else 0)
+            if us > 0:
+                per_node.setdefault(f"{e.key}{_shape_tag(e.input_shapes)}", [e.key, 0.0])[1] += us
+        rows = [{"node": node, "op": op, "kind": op_kind(op), "ms": us / done / 1000.0}
+                for node, (op, us) in per_node.items()]
+        return rows, done

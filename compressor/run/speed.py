@@ -1,14 +1,17 @@
 """Speed checks: each step's speed-up over its own input, per target and batch, and a warning with
 the likely reason when a step expected to speed the model up made it slower.
 
-The reason comes from the pass itself (``Pass.slow_reason``), given the step's ledger entry and the
-CPU the figures were measured on, passed in explicitly.
+The reason is read from the runtime's per-operator profiles of the two models (``compressor.run.why``,
+given ``profiles``: it also writes the step's ledger ``profile``); without them, or where the runtime
+has no profiler, it is the pass's fixed sentence (``Pass.slow_reason``) for the CPU the figures were
+measured on, passed in explicitly.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from compressor.run.step import VariantOutcome
+from compressor.run.why import Profiles, explain_slow, mac_shortfalls
 
 SLOWER = 0.95  # below this speed-up a step counts as slower than its input
 
@@ -18,7 +21,7 @@ def _by_target(entries: list[dict]) -> dict[tuple, dict]:
 
 
 def sibling_checks(outcomes: list[VariantOutcome], benches: dict[str, list[dict]],
-                   cpu: dict[str, Any]) -> dict[str, tuple[list[dict], list[str]]]:
+                   cpu: dict[str, Any], profiles: Profiles | None = None) -> dict[str, tuple[list[dict], list[str]]]:
     """Lower precision against full precision made from the same parent by the same pass.
 
     Two variants are siblings when their last steps are the same pass on the same input artifact
@@ -51,13 +54,14 @@ def sibling_checks(outcomes: list[VariantOutcome], benches: dict[str, list[dict]
                     warnings.append(
                         f"slower than its full-precision sibling '{full.name}' (same parent, {step.name}): "
                         f"{speedup:.2f}x on {b['runtime']}:{b['device']} batch {b['batch_size']} "
-                        f"(p50 {b['p50_ms']:.3f} ms vs {f['p50_ms']:.3f} ms); likely reason: "
-                        f"{step.slow_reason(low.ledger[-1], cpu)}")
+                        f"(p50 {b['p50_ms']:.3f} ms vs {f['p50_ms']:.3f} ms); "
+                        + explain_slow(profiles, step, low.ledger[-1], cpu, full.artifact, low.artifact, b, speedup,
+                                       against=f"sibling '{full.name}'"))
     return found
 
 
 def speed_checks(outcome: VariantOutcome, benches: dict[str, list[dict]],
-                 cpu: dict[str, Any]) -> tuple[list[dict], list[str]]:
+                 cpu: dict[str, Any], profiles: Profiles | None = None) -> tuple[list[dict], list[str]]:
     """Each compared step's speed-up over its input, per target and batch; warnings when slower."""
     checks, warnings = [], []
     final = {} if outcome.artifact is None else _by_target(benches.get(outcome.artifact.sha256, []))
@@ -85,6 +89,8 @@ def speed_checks(outcome: VariantOutcome, benches: dict[str, list[dict]],
                 warnings.append(
                     f"slower than its parent: step {i + 1} ({entry['pass']}) runs at {speedup:.2f}x its input's "
                     f"speed on {b['runtime']}:{b['device']} batch {b['batch_size']} (p50 {b['p50_ms']:.3f} ms vs "
-                    f"{p['p50_ms']:.3f} ms); likely reason: {step.slow_reason(entry, cpu)}"
+                    f"{p['p50_ms']:.3f} ms); "
+                    + explain_slow(profiles, step, entry, cpu, outcome.chain[i], outcome.chain[i + 1], b, speedup)
                 )
+    warnings += mac_shortfalls(profiles, outcome, checks, cpu)  # why, from the profile (run/why.py)
     return checks, warnings
