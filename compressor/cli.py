@@ -172,12 +172,14 @@ def run(
 
 @app.command()
 def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="run folder"),
+         cache: Optional[Path] = typer.Option(None, help="cache folder (default: the shared cache)"),
+         remeasure: bool = typer.Option(False, "--remeasure", help="take fresh measurements instead of cached ones"),
          verbose: bool = typer.Option(False, "--verbose", "-V", help=VERBOSE_HELP)) -> None:
     """Run the built-in digits CNN sample end to end (trains its model first if needed)."""
     from samples.digits_cnn.train import ensure_weights
 
     ensure_weights()
-    _run(DEMO_PIPELINE, out, [], False, None, False, verbose=verbose)
+    _run(DEMO_PIPELINE, out, [], False, cache, False, remeasure=remeasure, verbose=verbose)
 
 
 @app.command()

@@ -13,7 +13,7 @@ from compressor.cache import atomic_write_text, path_inside, temp_sibling
 from compressor.errors import ConfigError
 from compressor.frameworks import format_info
 from compressor.run.context import RunContext
-from compressor.run.speed import sibling_checks, speed_checks
+from compressor.run.speed import Paired, sibling_checks, speed_checks
 from compressor.run.step import VariantOutcome
 
 SCHEMA_VERSION = 1
@@ -31,7 +31,7 @@ def export_path(variant: str, artifact: Artifact) -> str:
 
 
 def _variant(ctx: RunContext, o: VariantOutcome, benches: dict, cpu: dict[str, Any],
-             siblings: dict[str, tuple[list[dict], list[str]]]) -> dict[str, Any]:
+             siblings: dict[str, tuple[list[dict], list[str]]], paired: Paired) -> dict[str, Any]:
     v: dict[str, Any] = {"name": o.name, "passes": o.pass_names, "ledger": o.ledger, "status": "ok"}
     if o.error:
         v.update(status="failed", error=o.error)
@@ -51,7 +51,7 @@ def _variant(ctx: RunContext, o: VariantOutcome, benches: dict, cpu: dict[str, A
     if len(ctx.evaluator.scored) > 1:  # each scored output's value; the metric is the worst of them
         v["metric_per_output"] = ctx.metric_detail(a)
     v["benchmarks"] = benches.get(a.sha256, [])
-    v["speed_checks"], v["warnings"] = speed_checks(o, benches, cpu)
+    v["speed_checks"], v["warnings"] = speed_checks(o, benches, cpu, paired)
     if o.name in siblings:
         v["sibling_checks"], more = siblings[o.name]
         v["warnings"] += more
@@ -70,11 +70,13 @@ def data_sizes(ctx: RunContext, outcomes: list[VariantOutcome]) -> dict[str, Any
 
 
 def build_results(ctx: RunContext, outcomes: list[VariantOutcome], benches: dict, skipped: list[dict],
-                  env: dict[str, Any]) -> dict[str, Any]:
-    """The results dict of a run: reference, variants with their ledgers, benchmarks, environment."""
+                  env: dict[str, Any], paired: Paired | None = None) -> dict[str, Any]:
+    """The results dict of a run: reference, variants with their ledgers, benchmarks, speed checks (from
+    ``paired`` rounds where measured), environment."""
     ref = ctx.reference
     cpu = env.get("cpu", {})
-    siblings = sibling_checks(outcomes, benches, cpu)
+    paired = paired or {}
+    siblings = sibling_checks(outcomes, benches, cpu, paired)
     return {
         "schema": SCHEMA_VERSION,
         "pipeline": ctx.spec.name,
@@ -85,7 +87,7 @@ def build_results(ctx: RunContext, outcomes: list[VariantOutcome], benches: dict
         "reference": {"format": ref.format.value, "source": ctx.spec.model.path or ctx.spec.model.factory,
                       "size_bytes": ref.size_bytes, "gzip_bytes": gzip_size(ref.path), "sha256": ref.sha256,
                       "metric": ctx.reference_metric, "benchmarks": benches.get(ref.sha256, [])},
-        "variants": [_variant(ctx, o, benches, cpu, siblings) for o in outcomes],
+        "variants": [_variant(ctx, o, benches, cpu, siblings, paired) for o in outcomes],
         "skipped_targets": skipped,
         "warnings": list(ctx.cache.warnings),  # cache entries that failed their content check
         "environment": env,
