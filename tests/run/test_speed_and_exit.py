@@ -48,3 +48,40 @@ def test_a_failed_measurement_fails_the_run() -> None:
     results["reference"]["benchmarks"].append(bad)
     assert exit_code(results, strict=False) == 1
     assert failed_benchmarks(results) == ["reference on torch:cpu batch 1: measuring x failed (exit 1): boom"]
+
+
+def _paired(ratios: list[float]) -> dict:
+    from compressor.measure.paired import PairedSettings, summarize_ratios
+
+    return summarize_ratios(ratios, PairedSettings())
+
+
+def test_paired_verdict_decides_the_warning_not_the_two_p50s() -> None:
+    fp32 = _outcome("fp32", {}, "torch-model", "f32")
+    int8 = _outcome("int8", {"quantize": "int8"}, "torch-model", "i8")
+    benches = {"f32": _bench(1.0), "i8": _bench(1.5)}  # the single p50s say 0.67x ...
+    noisy = {("f32", "i8", "litert:cpu", 1): _paired([0.6, 1.3, 0.9, 1.1, 0.7])}  # ... the rounds cannot tell
+    checks, warnings = sibling_checks([fp32, int8], benches, CPU, noisy)["int8"]
+    assert warnings == [] and checks[0]["verdict"] == "inconclusive" and checks[0]["interval"] == [0.6, 1.3]
+    assert checks[0]["speedup"] == 0.9 and len(checks[0]["rounds"]) == 5 and checks[0]["cv"] > 0.2
+    slower = {("f32", "i8", "litert:cpu", 1): _paired([0.8, 0.85, 0.9, 0.82, 0.88])}
+    checks, warnings = sibling_checks([fp32, int8], {"f32": _bench(1.0), "i8": _bench(0.9)}, CPU, slower)["int8"]
+    assert checks[0]["verdict"] == "slower" and len(warnings) == 1  # even though these two p50s say faster
+    assert "0.85x (95% interval 0.80-0.90, 5 paired rounds)" in warnings[0]
+
+
+def test_noise_guard_remeasures_a_spread_measurement_and_marks_it() -> None:
+    from compressor.run.measurements import guarded
+
+    spreads = iter([0.4, 0.3, 0.05])
+    taken = []
+
+    def take() -> dict:
+        taken.append(1)
+        return {"p50_ms": 1.0, "robust_cv": next(spreads)}
+
+    entry = guarded(take, max_cv=0.1, max_remeasure=1)
+    assert len(taken) == 2 and entry["remeasured"] == 1 and entry["unstable"] and entry["robust_cv"] == 0.3
+    assert isinstance(entry["load"], float)
+    entry = guarded(lambda: {"p50_ms": 1.0, "robust_cv": 0.02}, max_cv=0.1, max_remeasure=3)
+    assert entry["remeasured"] == 0 and entry["unstable"] is False
