@@ -85,3 +85,19 @@ def test_noise_guard_remeasures_a_spread_measurement_and_marks_it() -> None:
     assert isinstance(entry["load"], float)
     entry = guarded(lambda: {"p50_ms": 1.0, "robust_cv": 0.02}, max_cv=0.1, max_remeasure=3)
     assert entry["remeasured"] == 0 and entry["unstable"] is False
+
+
+def test_benchmark_round_settings_are_checked(tmp_path) -> None:
+    import pytest
+
+    from compressor.errors import ConfigError
+    from compressor.run.pipeline import parse_pipeline
+    from tests.conftest import pipeline_dict
+
+    raw = pipeline_dict(tmp_path / "w.safetensors", {"fp32": ["convert.onnx"]})
+    raw["benchmark"].update(rounds=6, max_rounds=4)
+    with pytest.raises(ConfigError, match=r"max_rounds \(4\) must be at least rounds \(6\)"):
+        parse_pipeline(raw, tmp_path)
+    raw["benchmark"].update(rounds=5, max_rounds=15, min_effect=0)
+    with pytest.raises(ConfigError, match="benchmark.min_effect"):
+        parse_pipeline(raw, tmp_path)
