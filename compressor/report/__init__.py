@@ -71,15 +71,18 @@ def markdown(results: dict[str, Any]) -> str:
     if cached:
         out += ["", f"{cached} of these rows come from the cache: measured earlier on this machine with the same "
                     f"settings (`--remeasure` takes fresh ones)."]
-    checks = [(v["name"], c) for v in results["variants"] for c in v.get("speed_checks", []) + v.get("sibling_checks", [])]
+    checks = [(v["name"], c) for v in results["variants"]
+              for c in v.get("speed_checks", []) + v.get("sibling_checks", []) + v.get("reference_checks", [])]
     if checks:
-        out += ["", "## Speed checks", "", "Each compression step against its own input, and each lower-precision variant "
-                "against its full-precision sibling, same target and batch. Where measured in paired rounds (a fresh "
-                "process each, interleaved), the speed-up is the median of the rounds' ratios with its 95% interval; "
-                "'slower' needs the whole interval below 1/(1 + min_effect).", ""]
+        out += ["", "## Speed checks", "", "Each compression step against its own input, each lower-precision variant "
+                "against its full-precision sibling, and each variant against the reference, same target and batch. "
+                "Where measured in paired rounds (a fresh process each, interleaved), the speed-up is the median of "
+                "the rounds' ratios with its 95% interval; 'slower' needs the whole interval below 1/(1 + min_effect).",
+                ""]
         out += _table(["variant", "step", "target", "batch", "input p50", "p50", "speed-up"],
-                      [[n, f"{c['step']} {c['pass']}" if "step" in c else f"sibling {c['sibling']}", c["target"],
-                        c["batch_size"], significant(c.get("parent_p50_ms", c.get("sibling_p50_ms"))),
+                      [[n, f"{c['step']} {c['pass']}" if "step" in c else f"sibling {c['sibling']}" if "sibling" in c
+                        else "the whole variant against the reference", c["target"], c["batch_size"],
+                        significant(c.get("parent_p50_ms", c.get("sibling_p50_ms", c.get("reference_p50_ms")))),
                         significant(c["p50_ms"]), _speedup_text(c)] for n, c in checks])
     warnings = [(v["name"], w) for v in results["variants"] for w in v.get("warnings", [])]
     if warnings or results.get("skipped_targets") or results.get("warnings"):

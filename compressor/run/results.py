@@ -13,7 +13,7 @@ from compressor.cache import atomic_write_text, path_inside, temp_sibling
 from compressor.errors import ConfigError
 from compressor.frameworks import format_info
 from compressor.run.context import RunContext
-from compressor.run.speed import Paired, sibling_checks, speed_checks
+from compressor.run.speed import Paired, reference_checks, sibling_checks, speed_checks
 from compressor.run.step import VariantOutcome
 
 SCHEMA_VERSION = 1
@@ -52,6 +52,9 @@ def _variant(ctx: RunContext, o: VariantOutcome, benches: dict, cpu: dict[str, A
         v["metric_per_output"] = ctx.metric_detail(a)
     v["benchmarks"] = benches.get(a.sha256, [])
     v["speed_checks"], v["warnings"] = speed_checks(o, benches, cpu, paired)
+    found = reference_checks(o, benches, paired)
+    if found:
+        v["reference_checks"] = found
     if o.name in siblings:
         v["sibling_checks"], more = siblings[o.name]
         v["warnings"] += more

@@ -143,7 +143,8 @@ def speed_checks(outcome: VariantOutcome, benches: dict[str, list[dict]], cpu: d
 def pairs_to_compare(outcomes: list[VariantOutcome]) -> list[tuple[str, str]]:
     """Every (before, after) artifact pair a speed check reads, by sha256: each compared step against its
     input, the variant's result against the input of each earlier compared step (to see whether a later
-    step wins the speed back), and each lower-precision variant against its full-precision sibling."""
+    step wins the speed back), each lower-precision variant against its full-precision sibling, and each
+    variant against the reference (on the targets that run both)."""
     pairs = []
     for o in outcomes:
         for i, step in enumerate(o.passes[:len(o.ledger)]):
@@ -152,4 +153,22 @@ def pairs_to_compare(outcomes: list[VariantOutcome]) -> list[tuple[str, str]]:
                 if o.artifact is not None and i + 1 < len(o.ledger):
                     pairs.append((o.chain[i].sha256, o.artifact.sha256))
     pairs += [(full.artifact.sha256, low.artifact.sha256) for low, full in siblings(outcomes)]
+    pairs += [(o.chain[0].sha256, o.artifact.sha256) for o in outcomes if o.artifact is not None and o.chain]
     return list(dict.fromkeys(p for p in pairs if p[0] != p[1]))
+
+
+def reference_checks(outcome: VariantOutcome, benches: dict[str, list[dict]], paired: Paired | None = None) -> list[dict]:
+    """The variant against the reference model, on each target and batch that ran both (recorded, not warned
+    about: a slower step is what the speed checks flag)."""
+    if outcome.artifact is None or not outcome.chain or outcome.artifact.sha256 == outcome.chain[0].sha256:
+        return []
+    ref = _by_target(benches.get(outcome.chain[0].sha256, []))
+    checks = []
+    for b in benches.get(outcome.artifact.sha256, []):
+        r = ref.get((b["runtime"], b["device"], b["batch_size"]))
+        c = None if r is None else _compare(r, b, paired or {}, (outcome.chain[0].sha256, outcome.artifact.sha256))
+        if c is not None:
+            c.pop("slower")
+            checks.append({"target": f"{b['runtime']}:{b['device']}", "batch_size": b["batch_size"],
+                           "reference_p50_ms": r["p50_ms"], "p50_ms": b["p50_ms"], **c})
+    return checks

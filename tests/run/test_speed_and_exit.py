@@ -101,3 +101,14 @@ def test_benchmark_round_settings_are_checked(tmp_path) -> None:
     raw["benchmark"].update(rounds=5, max_rounds=15, min_effect=0)
     with pytest.raises(ConfigError, match="benchmark.min_effect"):
         parse_pipeline(raw, tmp_path)
+
+
+def test_a_variant_is_checked_against_the_reference_where_both_ran() -> None:
+    from compressor.run.speed import pairs_to_compare, reference_checks
+
+    int8 = _outcome("int8", {"quantize": "int8"}, "torch-model", "i8")
+    assert ("ref", "i8") in pairs_to_compare([int8])
+    paired = {("ref", "i8", "litert:cpu", 1): _paired([2.0, 2.1, 1.9, 2.0, 2.2])}
+    checks = reference_checks(int8, {"ref": _bench(2.0), "i8": _bench(1.0)}, paired)
+    assert checks[0]["reference_p50_ms"] == 2.0 and checks[0]["verdict"] == "faster" and checks[0]["speedup"] == 2.0
+    assert reference_checks(int8, {"i8": _bench(1.0)}, paired) == []  # the reference did not run there
