@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Artifact", "Lineage", "Signature", "TensorSpec", "Format", "CompressorError", "ConfigError",
     "ConversionError", "DataError", "FormatChainError", "ModelLoadError", "PassError",
-    "RuntimeUnavailableError", "VerificationError", "load_pipeline", "run_pipeline", "__version__",
+    "RuntimeUnavailableError", "VerificationError", "compare", "load_pipeline", "run_pipeline", "__version__",
 ]
 
 
@@ -60,3 +60,15 @@ def run_pipeline(pipeline, out_dir, **kwargs):  # noqa: ANN001, ANN201
         results = _run(pipeline, out_dir, **kwargs)
         write_reports(results, Path(out_dir))
     return results
+
+
+def compare(baseline, new, max_drop=0.01, max_slowdown=0.10, max_growth=0.05):  # noqa: ANN001, ANN201
+    """Compare a new run against a baseline run (run folders or results.json files), as ``compressor compare``.
+
+    Returns a dict: ``passed`` (no regression), ``regressions`` (one line each), and per variant its
+    metric, size and latency rows; latency is re-measured here in paired rounds where both model files
+    are in their run folders. See compressor.run.compare.
+    """
+    from compressor.run.compare import Gate, compare_runs
+
+    return compare_runs(baseline, new, Gate(max_drop=max_drop, max_slowdown=max_slowdown, max_growth=max_growth))

@@ -172,12 +172,14 @@ def run(
 
 @app.command()
 def demo(out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="run folder"),
+         cache: Optional[Path] = typer.Option(None, help="cache folder (default: the shared cache)"),
+         remeasure: bool = typer.Option(False, "--remeasure", help="take fresh measurements instead of cached ones"),
          verbose: bool = typer.Option(False, "--verbose", "-V", help=VERBOSE_HELP)) -> None:
     """Run the built-in digits CNN sample end to end (trains its model first if needed)."""
     from samples.digits_cnn.train import ensure_weights
 
     ensure_weights()
-    _run(DEMO_PIPELINE, out, [], False, None, False, verbose=verbose)
+    _run(DEMO_PIPELINE, out, [], False, cache, False, remeasure=remeasure, verbose=verbose)
 
 
 @app.command()
@@ -313,6 +315,39 @@ def report(run_dir: Path = typer.Argument(..., help="a run folder with results.j
     from compressor.report import rebuild
 
     console.print(f"report: {rebuild(run_dir)}")
+
+
+@app.command()
+def compare(
+    baseline: Path = typer.Argument(..., help="the baseline: a run folder or its results.json"),
+    new: Path = typer.Argument(..., help="the new run: a run folder or its results.json"),
+    max_drop: float = typer.Option(0.01, "--max-drop", help="largest metric drop allowed (0.01 = one accuracy point)"),
+    max_slowdown: float = typer.Option(
+        0.10, "--max-slowdown", help="slower is a regression when the whole 95% interval is below 1/(1 + this)"),
+    max_growth: float = typer.Option(0.05, "--max-growth", help="largest model file growth allowed (0.05 = 5%)"),
+    output_format: str = typer.Option("markdown", "--format", help="markdown or json, printed on stdout"),
+    output: Optional[Path] = typer.Option(None, "--output", help="also write it to this file"),
+) -> None:
+    """Regressions between two runs (a CI gate): metric, size, and latency re-measured side by side. Exit 1 on one."""
+    from compressor.cache import atomic_write_text
+    from compressor.report.compare import compare_markdown
+    from compressor.run.compare import Gate, compare_runs
+
+    if output_format not in ("markdown", "json"):
+        raise CompressorError(f"--format '{output_format}' is not known; give markdown or json.")
+    gate = Gate(max_drop=max_drop, max_slowdown=max_slowdown, max_growth=max_growth)
+    status = console.status("comparing")
+    status.start()
+    try:
+        found = compare_runs(baseline, new, gate, on_event=lambda kind, **i: status.update(
+            f"re-measuring {i['variant']} on {i['target']} batch {i['batch']} (paired rounds)"))
+    finally:
+        status.stop()
+    text = json.dumps(found, indent=2) + "\n" if output_format == "json" else compare_markdown(found)
+    if output is not None:
+        atomic_write_text(output.expanduser().resolve(), text)
+    sys.stdout.write(text)
+    raise typer.Exit(0 if found["passed"] else 1)
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 FAST_BENCH = {"batch_sizes": [1, 4], "threads": 1, "warmup_runs": 2, "warmup_seconds": 0.0,
-              "min_runs": 5, "min_seconds": 0.0}
+              "min_runs": 5, "min_seconds": 0.0, "rounds": 3, "max_rounds": 4}
 
 
 @pytest.fixture(scope="session", autouse=True)

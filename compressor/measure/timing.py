@@ -33,9 +33,24 @@ class Timing:
     std_ms: float
     cv: float
     min_ms: float
+    robust_cv: float = 0.0  # 1.4826 x median absolute deviation / median: the spread of the bulk of the runs
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
+
+
+def robust_cv(sorted_ms: list[float]) -> float:
+    """The runs' spread around their median, insensitive to a few stalled runs.
+
+    std / mean is dominated by a handful of runs the scheduler stalled (one 20 ms stall among 0.1 ms runs),
+    which do not move the p50; the scaled median absolute deviation over the median watches the bulk,
+    which is what a p50 is made of (1.4826 makes it equal std / mean for normal timings).
+    """
+    if not sorted_ms:
+        return 0.0
+    med = statistics.median(sorted_ms)
+    mad = statistics.median(abs(x - med) for x in sorted_ms)
+    return 1.4826 * mad / med if med else 0.0
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -55,6 +70,7 @@ def summarize(samples_ns: list[int]) -> Timing:
     return Timing(
         runs=len(ms), p50_ms=percentile(ms, 50), p90_ms=percentile(ms, 90), p99_ms=percentile(ms, 99),
         mean_ms=mean, std_ms=std, cv=std / mean if mean else 0.0, min_ms=ms[0],
+        robust_cv=robust_cv(ms),
     )
 
 

@@ -29,6 +29,10 @@ def _table(head: list[str], rows: list[list[Any]]) -> list[str]:
 
 def _speedup_text(check: dict[str, Any]) -> str:
     text = ratio(check["speedup"])
+    if "interval" in check:  # paired rounds: the median ratio, its 95% interval and the verdict
+        lo, hi = check["interval"]
+        verdict = check["verdict"] + (f" (cv {significant(check['cv'], 2)})" if check["verdict"] == "inconclusive" else "")
+        text += f" [{significant(lo)}–{significant(hi)}, {len(check['rounds'])} rounds] {verdict}"
     if "recovered_by_later_steps" in check:
         text += f" (the variant's last step: {ratio(check['recovered_by_later_steps'])} this input)"
     return text
@@ -52,7 +56,9 @@ def markdown(results: dict[str, Any]) -> str:
     if per_output:
         out += ["", f"{metric} of each scored output:", ""]
         out += [f"- {n}: " + ", ".join(f"{k} {_fmt(x)}" for k, x in d.items()) for n, d in per_output]
-    out += ["", "## Latency", "", "p50 in ms, 1 measurement per row in a fresh process.", ""]
+    out += ["", "## Latency", "", "p50 in ms, 1 measurement per row in a fresh process (taken again when its runs "
+            "spread too much: robust cv above the pipeline's max_cv; rows marked unstable stayed so; load = 1-minute "
+            "load average per core).", ""]
     brows = [["reference", b["runtime"] + ":" + b["device"], b["batch_size"], *_figures(b), b.get("metric")]
              for b in ref.get("benchmarks", [])]
     for v in results["variants"]:
@@ -64,13 +70,19 @@ def markdown(results: dict[str, Any]) -> str:
     if cached:
         out += ["", f"{cached} of these rows come from the cache: measured earlier on this machine with the same "
                     f"settings (`--remeasure` takes fresh ones)."]
-    checks = [(v["name"], c) for v in results["variants"] for c in v.get("speed_checks", [])]
+    checks = [(v["name"], c) for v in results["variants"]
+              for c in v.get("speed_checks", []) + v.get("sibling_checks", []) + v.get("reference_checks", [])]
     if checks:
-        out += ["", "## Speed checks", "", "Each compression step against its own input, same target and batch.", ""]
+        out += ["", "## Speed checks", "", "Each compression step against its own input, each lower-precision variant "
+                "against its full-precision sibling, and each variant against the reference, same target and batch. "
+                "Where measured in paired rounds (a fresh process each, interleaved), the speed-up is the median of "
+                "the rounds' ratios with its 95% interval; 'slower' needs the whole interval below 1/(1 + min_effect).",
+                ""]
         out += _table(["variant", "step", "target", "batch", "input p50", "p50", "speed-up"],
-                      [[n, f"{c['step']} {c['pass']}", c["target"], c["batch_size"], significant(c["parent_p50_ms"]),
-                        significant(c["p50_ms"]),
-                        _speedup_text(c)] for n, c in checks])
+                      [[n, f"{c['step']} {c['pass']}" if "step" in c else f"sibling {c['sibling']}" if "sibling" in c
+                        else "the whole variant against the reference", c["target"], c["batch_size"],
+                        significant(c.get("parent_p50_ms", c.get("sibling_p50_ms", c.get("reference_p50_ms")))),
+                        significant(c["p50_ms"]), _speedup_text(c)] for n, c in checks])
     warnings = [(v["name"], w) for v in results["variants"] for w in v.get("warnings", [])]
     if warnings or results.get("skipped_targets") or results.get("warnings"):
         out += ["", "## Warnings", ""]
@@ -97,9 +109,13 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def _figures(b: dict[str, Any]) -> list[str]:
-    """A benchmark row's p50, p90, cv, per s, cold ms and RSS MB, to 3 significant digits."""
+    """A benchmark row's p50 (marked when unstable), p90, cv, per s, cold ms and RSS MB, to 3 significant digits."""
     keys = ("p50_ms", "p90_ms", "cv", "throughput_per_s", "cold_start_ms", "peak_rss_mb")
-    return [significant(b.get(k)) for k in keys]
+    cells = [significant(b.get(k)) for k in keys]
+    if b.get("unstable"):
+        cells[0] += (f" (unstable: robust cv {significant(b.get('robust_cv', b.get('cv')), 2)} after {b.get('remeasured', 0)} "
+                     f"re-measurements, load {significant(b.get('load'), 2)})")
+    return cells
 
 
 def _data_lines(results: dict[str, Any]) -> list[str]:

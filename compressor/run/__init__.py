@@ -2,7 +2,7 @@
 
 ``run_pipeline`` is the whole job; its stages are separate modules that take the context:
 ``context`` (prepare), ``step`` (a pass through the cache, verified), ``measurements`` (the
-harness on every target), ``speed`` (speed checks), ``results`` (results.json and the folder).
+harness on every target), ``paired`` (interleaved rounds for each compared pair), ``speed`` (speed checks), ``results`` (results.json and the folder).
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ def run_pipeline(pipeline: Pipeline, out_dir: Path, cache_dir: Path | None = Non
     from compressor.run.context import prepare, quiet
     from compressor.run.lock import run_folder_lock
     from compressor.run.measurements import collect
+    from compressor.run.paired import collect_paired
     from compressor.run.results import build_results, write_run
     from compressor.run.step import refuse_early, run_variant
 
@@ -40,6 +41,7 @@ def run_pipeline(pipeline: Pipeline, out_dir: Path, cache_dir: Path | None = Non
         refuse_early(ctx, pipeline)
         outcomes = [run_variant(ctx, name, passes) for name, passes in pipeline.variants.items()]
         benches, skipped = collect(ctx, outcomes, remeasure) if benchmark else ({}, [])
-        results = build_results(ctx, outcomes, benches, skipped, fingerprint())
+        paired = collect_paired(ctx, outcomes, benches, remeasure) if benchmark else {}
+        results = build_results(ctx, outcomes, benches, skipped, fingerprint(), paired)
         write_run(out_dir, results, outcomes)
     return results

@@ -14,7 +14,8 @@ from compressor.errors import CompressorError
 from compressor.run.context import RunContext
 from compressor.run.step import VariantOutcome
 
-BENCH_FIELDS = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "cv", "throughput_per_s", "cold_start_ms", "peak_rss_mb")
+BENCH_FIELDS = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "cv", "robust_cv", "throughput_per_s", "cold_start_ms",
+                "peak_rss_mb")
 
 
 def artifacts_to_measure(ctx: RunContext, outcomes: list[VariantOutcome]) -> list[Artifact]:
@@ -47,7 +48,7 @@ def usable_targets(targets: list[str]) -> tuple[list[Any], list[dict[str, str]]]
     return usable, skipped
 
 
-MEASUREMENT_VERSION = 1  # bump when the harness changes what a figure means
+MEASUREMENT_VERSION = 2  # bump when the harness changes what a figure means
 
 
 def measurement_key(ctx: RunContext, artifact: Artifact, target: str, batch: int, settings: Any,
@@ -55,8 +56,37 @@ def measurement_key(ctx: RunContext, artifact: Artifact, target: str, batch: int
     """A measurement's cache key: artifact content, target, batch, threads, timing settings, samples, machine."""
     from dataclasses import asdict
 
+    guard = [ctx.spec.benchmark.max_cv, ctx.spec.benchmark.max_remeasure]
     return cache_key("bench", MEASUREMENT_VERSION, artifact.sha256, target, batch, ctx.spec.benchmark.threads,
-                     asdict(settings), ctx.data.fingerprint("evaluation"), machine)
+                     asdict(settings), guard, ctx.data.fingerprint("evaluation"), machine)
+
+
+def machine_load() -> float:
+    """The 1-minute load average per CPU (1.0: as many runnable processes as cores)."""
+    import os
+
+    try:
+        return round(os.getloadavg()[0] / (os.cpu_count() or 1), 3)
+    except OSError:
+        return -1.0
+
+
+def guarded(take: Any, max_cv: float, max_remeasure: int) -> dict[str, Any]:
+    """The noise guard: a measurement (``take()`` -> entry with ``robust_cv``) whose spread is above ``max_cv``
+    is taken again, at most ``max_remeasure`` times; the steadiest is kept, with the load it ran under,
+    how many extra measurements were taken and whether it stayed unstable."""
+    best, extra = None, 0
+    while True:
+        load = machine_load()
+        entry = take()
+        entry["load"] = load
+        if best is None or entry["robust_cv"] < best["robust_cv"]:
+            best = entry
+        if best["robust_cv"] <= max_cv or extra >= max_remeasure:
+            break
+        extra += 1
+    best.update(remeasured=extra, unstable=best["robust_cv"] > max_cv)
+    return best
 
 
 def collect(ctx: RunContext, outcomes: list[VariantOutcome],
@@ -88,9 +118,12 @@ def collect(ctx: RunContext, outcomes: list[VariantOutcome],
             entry.update({k: round(float(raw[k]), 4) for k in BENCH_FIELDS})
             return entry
 
+        def steady(take: Any = fresh) -> dict[str, Any]:
+            return guarded(take, spec.max_cv, spec.max_remeasure)
+
         try:
             key = measurement_key(ctx, artifact, str(target), batch, settings, machine)
-            entry, cached = ctx.cache.memo("bench", key, fresh, refresh=remeasure)
+            entry, cached = ctx.cache.memo("bench", key, steady, refresh=remeasure)
             entry["cached"] = cached
             entry["metric"], _ = ctx.metric_of(artifact, str(target))
         except CompressorError as exc:

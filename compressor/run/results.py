@@ -13,7 +13,7 @@ from compressor.cache import atomic_write_text, path_inside, temp_sibling
 from compressor.errors import ConfigError
 from compressor.frameworks import format_info
 from compressor.run.context import RunContext
-from compressor.run.speed import sibling_checks, speed_checks
+from compressor.run.speed import Paired, reference_checks, sibling_checks, speed_checks
 from compressor.run.step import VariantOutcome
 from compressor.run.why import Profiles
 
@@ -32,7 +32,8 @@ def export_path(variant: str, artifact: Artifact) -> str:
 
 
 def _variant(ctx: RunContext, o: VariantOutcome, benches: dict, cpu: dict[str, Any],
-             siblings: dict[str, tuple[list[dict], list[str]]], profiles: Profiles | None) -> dict[str, Any]:
+             siblings: dict[str, tuple[list[dict], list[str]]], paired: Paired,
+             profiles: Profiles | None) -> dict[str, Any]:
     v: dict[str, Any] = {"name": o.name, "passes": o.pass_names, "ledger": o.ledger, "status": "ok"}
     if o.error:
         v.update(status="failed", error=o.error)
@@ -52,7 +53,10 @@ def _variant(ctx: RunContext, o: VariantOutcome, benches: dict, cpu: dict[str, A
     if len(ctx.evaluator.scored) > 1:  # each scored output's value; the metric is the worst of them
         v["metric_per_output"] = ctx.metric_detail(a)
     v["benchmarks"] = benches.get(a.sha256, [])
-    v["speed_checks"], v["warnings"] = speed_checks(o, benches, cpu, profiles)
+    v["speed_checks"], v["warnings"] = speed_checks(o, benches, cpu, paired, profiles)
+    found = reference_checks(o, benches, paired)
+    if found:
+        v["reference_checks"] = found
     if o.name in siblings:
         v["sibling_checks"], more = siblings[o.name]
         v["warnings"] += more
@@ -71,12 +75,14 @@ def data_sizes(ctx: RunContext, outcomes: list[VariantOutcome]) -> dict[str, Any
 
 
 def build_results(ctx: RunContext, outcomes: list[VariantOutcome], benches: dict, skipped: list[dict],
-                  env: dict[str, Any]) -> dict[str, Any]:
-    """The results dict of a run: reference, variants with their ledgers, benchmarks, environment."""
+                  env: dict[str, Any], paired: Paired | None = None) -> dict[str, Any]:
+    """The results dict of a run: reference, variants with their ledgers, benchmarks, speed checks (from
+    ``paired`` rounds where measured), environment."""
     ref = ctx.reference
     cpu = env.get("cpu", {})
+    paired = paired or {}
     profiles = Profiles.of(ctx) if benches else None  # a flagged step's "why", from its profile (run/why.py)
-    siblings = sibling_checks(outcomes, benches, cpu, profiles)
+    siblings = sibling_checks(outcomes, benches, cpu, paired, profiles)
     return {
         "schema": SCHEMA_VERSION,
         "pipeline": ctx.spec.name,
@@ -87,7 +93,7 @@ def build_results(ctx: RunContext, outcomes: list[VariantOutcome], benches: dict
         "reference": {"format": ref.format.value, "source": ctx.spec.model.path or ctx.spec.model.factory,
                       "size_bytes": ref.size_bytes, "gzip_bytes": gzip_size(ref.path), "sha256": ref.sha256,
                       "metric": ctx.reference_metric, "benchmarks": benches.get(ref.sha256, [])},
-        "variants": [_variant(ctx, o, benches, cpu, siblings, profiles) for o in outcomes],
+        "variants": [_variant(ctx, o, benches, cpu, siblings, paired, profiles) for o in outcomes],
         "skipped_targets": skipped,
         "warnings": list(ctx.cache.warnings),  # cache entries that failed their content check
         "environment": env,

@@ -148,6 +148,23 @@ class BenchmarkSpec(_Strict):
     ledger_steps: bool = Field(
         False, description="measure every intermediate artifact too, so the ledger shows each step's latency"
     )
+    rounds: int = Field(5, ge=3, description="paired comparisons: at least this many interleaved rounds")
+    max_rounds: int = Field(15, ge=3, description="paired comparisons: more rounds while inconclusive, up to this")
+    min_effect: float = Field(
+        0.05, gt=0, le=1, description="a speed change smaller than this fraction is 'no change'; 'slower' needs the "
+        "whole 95% interval below 1 / (1 + min_effect)")
+    round_seconds: float = Field(0.2, gt=0, description="timed window of one paired round (a fresh process each)")
+    max_cv: float = Field(
+        0.1, gt=0, description="noise guard: a measurement whose robust CV (of its timed runs) is above this is "
+        "taken again, up to max_remeasure times, and marked unstable if it stays above")
+    max_remeasure: int = Field(1, ge=0, le=10, description="noise guard: extra measurements at most")
+
+    @model_validator(mode="after")
+    def _round_cap(self) -> BenchmarkSpec:
+        if self.max_rounds < self.rounds:
+            raise ValueError(f"max_rounds ({self.max_rounds}) must be at least rounds ({self.rounds}); raise max_rounds "
+                             f"or lower rounds")
+        return self
 
     @field_validator("batch_sizes")
     @classmethod

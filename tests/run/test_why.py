@@ -58,7 +58,7 @@ def test_a_slower_step_names_operators_and_ms_and_fills_the_ledger(onnx_pair: tu
     fp32, int8 = onnx_pair
     outcome, events = quantized(fp32, int8), []
     checks, warnings = speed_checks(outcome, {fp32.sha256: bench(1.0), int8.sha256: bench(3.0)}, CPU,
-                                    profiles(tmp_path, events))
+                                    profiles=profiles(tmp_path, events))
     assert checks[0]["speedup"] < 1 and len(warnings) == 1
     text = warnings[0]
     assert text.startswith("slower than its parent: step 2 (quantize.onnx.dynamic)")
@@ -77,7 +77,7 @@ def test_a_slower_step_names_operators_and_ms_and_fills_the_ledger(onnx_pair: tu
 
     events.clear()  # the same check again: both profiles come from the cache
     speed_checks(quantized(fp32, int8), {fp32.sha256: bench(1.0), int8.sha256: bench(3.0)}, CPU,
-                 profiles(tmp_path, events))
+                 profiles=profiles(tmp_path, events))
     assert events == []
 
 
@@ -85,7 +85,7 @@ def test_a_step_that_is_not_slower_is_not_profiled(onnx_pair: tuple, tmp_path: P
     fp32, int8 = onnx_pair
     outcome, events = quantized(fp32, int8), []
     _, warnings = speed_checks(outcome, {fp32.sha256: bench(1.0), int8.sha256: bench(0.5)}, CPU,
-                               profiles(tmp_path, events))
+                               profiles=profiles(tmp_path, events))
     assert warnings == [] and events == [] and "profile" not in outcome.ledger[1]
 
 
@@ -99,7 +99,7 @@ def test_litert_has_no_profiler_and_the_warning_says_so(tmp_path: Path) -> None:
 
     fp32, int8 = tflite("fp32", {}, "f32"), tflite("int8", {"quantize": "int8"}, "i8")
     found = sibling_checks([fp32, int8], {"f32": bench(1.0, "litert"), "i8": bench(1.5, "litert")}, CPU,
-                           profiles(tmp_path))
+                           profiles=profiles(tmp_path))
     _, warnings = found["int8"]
     assert len(warnings) == 1 and "no per-operator profiler for litert:cpu here; likely reason: " in warnings[0]
     assert "profile" not in int8.ledger[1]
