@@ -3,6 +3,7 @@ types of the CNCF ModelPack specification, so standard tools (skopeo, oras) copy
 registry. Each package file is one uncompressed layer, named by its path in the annotations."""
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -36,8 +37,6 @@ def _media_type(path: str, manifest: dict[str, Any]) -> str:
 
 def _blob(blobs: Path, data: bytes | None = None, src: Path | None = None) -> tuple[str, int]:
     """Store bytes (or a file) under blobs/sha256/<digest>; return its digest and size."""
-    import hashlib
-
     if src is not None:
         digest, size = file_sha256(src), src.stat().st_size
         if not (blobs / digest).exists():
@@ -100,8 +99,6 @@ def _read_blob(layout: Path, descriptor: dict[str, Any], what: str) -> tuple[byt
     if path.is_symlink() or not path.is_file():
         return None, [f"{what}: oci: blob {digest[:19]}... is missing"]
     data = path.read_bytes()
-    import hashlib
-
     if hashlib.sha256(data).hexdigest() != hexdigest or len(data) != descriptor.get("size"):
         return None, [f"{what}: oci: blob {digest[:19]}... does not match its digest or size"]
     return data, []
@@ -113,13 +110,18 @@ def read_layout(layout: Path, dst: Path) -> list[str]:
 
     try:
         index = json.loads((layout / "index.json").read_text())
-        descriptor = next(m for m in index["manifests"] if m.get("artifactType") == ARTIFACT_TYPE)
-    except (OSError, ValueError, KeyError, StopIteration):
-        return [f"index.json: oci: no readable index with a {ARTIFACT_TYPE} manifest"]
-    data, failures = _read_blob(layout, descriptor, "index.json")
-    if data is None:
-        return failures
-    image = json.loads(data)
+        descriptors = [m for m in index["manifests"] if m.get("mediaType") == IMAGE_MANIFEST]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ["index.json: oci: not a readable OCI image index"]
+    failures: list[str] = []
+    for descriptor in descriptors:  # a copy (skopeo copy) may drop artifactType from the index: read each
+        data, problems = _read_blob(layout, descriptor, "index.json")
+        failures += problems
+        image = json.loads(data) if data is not None else {}
+        if image.get("artifactType") == ARTIFACT_TYPE:
+            break
+    else:
+        return failures or [f"index.json: oci: no manifest of artifactType {ARTIFACT_TYPE}"]
     dst.mkdir(parents=True)
     for layer in image.get("layers", []):
         rel = str(layer.get("annotations", {}).get(FILEPATH, ""))
