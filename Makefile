@@ -26,6 +26,8 @@ demo: install
 	$(VENV)/bin/compressor demo --out runs/demo
 
 test: install
+	# skopeo reads the OCI layouts the package tests write (Debian package; CI runs as root)
+	command -v skopeo >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q skopeo)
 	$(PY) -m pytest -q
 
 bench: install

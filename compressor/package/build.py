@@ -247,8 +247,6 @@ def _tolerance(signature: dict[str, Any], outputs: dict[str, np.ndarray]) -> flo
 def _facts(results: dict[str, Any], variant: dict[str, Any], signature: dict[str, Any], prep: dict[str, Any] | None,
            labels: list[str] | None, target: str, options: PackageOptions,
            outputs: dict[str, np.ndarray]) -> dict[str, Any]:
-    import compressor
-
     runtime, _, device = target.partition(":")
     env = results.get("environment", {})
     packages = env.get("packages", {})
@@ -280,12 +278,21 @@ def _facts(results: dict[str, Any], variant: dict[str, Any], signature: dict[str
             "pipeline": {"name": results["pipeline"], "file": provenance.get("pipeline_file"),
                          "sha256": provenance.get("pipeline_sha256"), "spec": spec},
             "selected_by": options.selected_by,
-            "tool": {"compressor": compressor.__version__, "python": sys.version.split()[0]},
+            "tool": {"compressor": _version("compressor"), "python": sys.version.split()[0]},
             "libraries": {k: str(v) for k, v in packages.items()},
         },
         "golden": {"path": GOLDEN, "samples": options.golden_samples, "atol": _tolerance(signature, outputs),
                    "rtol": 1e-4, "raw_inputs": prep is not None},
     }
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _installed(package: str) -> str:

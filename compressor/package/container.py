@@ -26,6 +26,12 @@ def write_zip(folder: Path, dst: Path) -> Path:
     return dst
 
 
+def safe_relative(rel: str) -> bool:
+    """Whether ``rel`` is a relative path that stays inside its folder (no '..', not absolute, no backslash)."""
+    path = PurePosixPath(rel)
+    return bool(rel) and not path.is_absolute() and ".." not in path.parts and "\\" not in rel
+
+
 def _entry_problem(info: zipfile.ZipInfo) -> str | None:
     name = info.filename
     mode = info.external_attr >> 16

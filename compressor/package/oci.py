@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from compressor.cache import temp_sibling
+from compressor.package.container import safe_relative
 from compressor.package.manifest import MANIFEST, file_sha256
 
 IMAGE_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -106,8 +107,6 @@ def _read_blob(layout: Path, descriptor: dict[str, Any], what: str) -> tuple[byt
 
 def read_layout(layout: Path, dst: Path) -> list[str]:
     """Rebuild the package folder held by an OCI layout into ``dst``, checking every digest; the failures."""
-    from compressor.package.verify import _safe
-
     try:
         index = json.loads((layout / "index.json").read_text())
         descriptors = [m for m in index["manifests"] if m.get("mediaType") == IMAGE_MANIFEST]
@@ -125,7 +124,7 @@ def read_layout(layout: Path, dst: Path) -> list[str]:
     dst.mkdir(parents=True)
     for layer in image.get("layers", []):
         rel = str(layer.get("annotations", {}).get(FILEPATH, ""))
-        if not _safe(rel):
+        if not safe_relative(rel):
             failures.append(f"{rel or '(no path)'}: oci: layer path leaves the package (absolute, '..' or empty)")
             continue
         content, problems = _read_blob(layout, layer, rel)

@@ -14,12 +14,12 @@ import stat
 import subprocess
 import sys
 import tempfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from compressor.package.container import extract_zip, pickle_findings
+from compressor.package.container import extract_zip, pickle_findings, safe_relative
 from compressor.package.manifest import MANIFEST, PackageManifest, canonical, embedded_facts, file_sha256
 
 TEMPLATE = Path(__file__).with_name("run_template.py")
@@ -58,8 +58,9 @@ def verify_folder(folder: Path) -> list[str]:
         return failures  # a damaged model file is not run
     for model in manifest["models"]:
         failures += _embedded(folder, manifest, model)
-    failures += _run_models(folder, manifest)
-    return failures
+    if failures:
+        return failures  # a manifest that is not the model's own is not held against the model
+    return _run_models(folder, manifest)
 
 
 def _walk(folder: Path) -> tuple[set[str], list[str]]:
@@ -96,17 +97,12 @@ def _manifest(folder: Path) -> tuple[dict[str, Any] | None, list[str]]:
     return data, []
 
 
-def _safe(rel: str) -> bool:
-    p = PurePosixPath(rel)
-    return bool(rel) and not p.is_absolute() and ".." not in p.parts and "\\" not in rel
-
-
 def _files(folder: Path, manifest: dict[str, Any], present: set[str]) -> list[str]:
     failures, listed = [], set()
     for entry in manifest["files"]:
         rel = entry["path"]
         listed.add(rel)
-        if not _safe(rel):
+        if not safe_relative(rel):
             failures.append(f"{rel}: path: leaves the package (absolute or '..'); packages list relative paths")
         elif rel not in present:
             failures.append(f"{rel}: missing: listed in the manifest but not in the package")

@@ -118,16 +118,21 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_cli_package_verify_and_schema(packaged_run: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from compressor.cli import app
+
     out = packaged_run[0]
     made = _cli("package", str(out), "--variant", "int8-tflite", "--out", str(tmp_path / "pkg"), "--zip", "--version", "2.0.0")
     assert made.returncode == 0, made.stderr
     assert _manifest(tmp_path / "pkg")["version"] == "2.0.0"
-    ok = _cli("verify", str(tmp_path / "pkg.zip"))
-    assert ok.returncode == 0 and "holds" in ok.stdout, ok.stderr
+    runner = CliRunner()
+    ok = runner.invoke(app, ["verify", str(tmp_path / "pkg.zip")])
+    assert ok.exit_code == 0 and "holds" in ok.stdout, ok.output
     (tmp_path / "pkg" / "notes.txt").write_text("x")
-    bad = _cli("verify", str(tmp_path / "pkg"))
-    assert bad.returncode == 1 and bad.stderr.strip() == "FAIL notes.txt: unlisted: not in the manifest's file list"
-    schema = json.loads(_cli("schema", "--package").stdout)
+    bad = runner.invoke(app, ["verify", str(tmp_path / "pkg")])
+    assert bad.exit_code == 1 and bad.stderr.strip() == "FAIL notes.txt: unlisted: not in the manifest's file list"
+    schema = json.loads(runner.invoke(app, ["schema", "--package"]).stdout)
     assert {"runtime", "signature", "golden", "files"} <= set(schema["properties"])
     refused = _cli("package", str(tmp_path), "--variant", "int8-onnx", "--out", str(tmp_path / "x"))
     assert refused.returncode == 2 and "has no results.json" in refused.stderr and "Traceback" not in refused.stderr
