@@ -154,13 +154,16 @@ def main():
     if args.json:
         print(json.dumps({"models": reports}))
     else:
-        labels = manifest.get("labels")
+        labels, truth = manifest.get("labels"), golden.get("label")
         for r in reports:
             print(f"{r['path']} ({manifest['runtime']['name']}):")
+            if "preprocessing_max_abs_error" in r:
+                print(f"  raw golden inputs preprocessed: max abs error vs the stored inputs {r['preprocessing_max_abs_error']:.3g}")
             for name, values in r["outputs"].items():
                 for i, v in enumerate(values):
                     top = int(np.argmax(v)) if labels and np.size(v) == len(labels) else None
                     label = f"  -> {labels[top]}" if top is not None else ""
+                    label += f" (true label {labels[int(truth[i])]})" if top is not None and truth is not None else ""
                     print(f"  {name}[{i}] = {np.array2string(np.asarray(v), precision=4, max_line_width=200)}{label}")
                 verdict = "within" if r["within_tolerance"] else "NOT within"
                 print(f"  {name}: max abs error vs golden {r['max_abs_error'][name]:.3g} ({verdict} the tolerance)")

@@ -154,10 +154,16 @@ CASES = {
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_tampering_is_caught_with_its_own_message(case: str, packages: dict[str, Path], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from compressor.cli import app
+
     damage, expected = CASES[case]
-    failures = verify_package(damage(_copy(packages, tmp_path)))
-    assert failures, f"{case}: verify passed a damaged package"
-    assert any(expected in line for line in failures), failures
+    result = CliRunner().invoke(app, ["verify", str(damage(_copy(packages, tmp_path)))])
+    lines = result.stderr.splitlines()
+    assert result.exit_code == 1, f"{case}: verify passed a damaged package"
+    assert lines and all(line.startswith("FAIL ") for line in lines), result.output
+    assert any(expected in line for line in lines), lines
 
 
 def test_the_changed_golden_output_of_a_tflite_package_is_caught(packages: dict[str, Path], tmp_path: Path) -> None:
