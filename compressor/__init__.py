@@ -75,5 +75,8 @@ def _package(pipeline, out_dir, results, on_event):  # noqa: ANN001, ANN202
     write_results(out_dir, results)
     for record in results["packages"]:
         problem = record.get("error") or record.get("skipped")
+        if record.get("platform", "any") != "any":
+            problem = (f"{record['variant']} runs on {record['platform']} only; name a portable variant in "
+                       f"package.variants for ARM devices")
         if problem and on_event:
             on_event("warning", message=f"package for {record['target']}: {problem}")

@@ -31,6 +31,15 @@ def embed(path: Path, facts: dict[str, Any]) -> None:
     onnx.save(model, str(path))
 
 
+def platform(path: Path) -> str:
+    """'any', or the CPU family the graph is bound to: NCHWc nodes (optimize.onnx level all, or an ORT
+    file optimized for amd64) run on x86-64 only."""
+    import onnx
+
+    domains = {n.domain for n in onnx.load(str(path), load_external_data=False).graph.node}
+    return "x86_64 (NCHWc nodes from an x86 optimization)" if "com.microsoft.nchwc" in domains else "any"
+
+
 def read_embedded(path: Path) -> str | None:
     """The embedded facts' JSON text of an .onnx or .ort file, as ONNX Runtime reads them (None when absent)."""
     import onnxruntime as ort

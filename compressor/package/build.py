@@ -142,6 +142,8 @@ def _assemble(stage: Path, results: dict[str, Any], variant: dict[str, Any], sou
         golden["label"] = samples["y"][:options.golden_samples]
     facts = _facts(results, variant, signature, prep, list(options.labels or known_labels or []) or None,
                    target, options, outputs)
+    if fmt == "onnx":
+        facts["runtime"]["platform"] = _onnx.platform(model)
     with_ort = runtime == "onnxruntime" and options.ort and fmt == "onnx"
     if with_ort:
         facts["models"].append({"path": "model.ort", "format": "ort", "required_operators": "required_operators.config"})

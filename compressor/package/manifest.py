@@ -30,6 +30,7 @@ class RuntimeInfo(_Strict):
     device: str = "cpu"
     provider: Optional[str] = Field(None, description="ONNX Runtime execution provider")
     delegate: Optional[str] = Field(None, description="LiteRT delegate")
+    platform: str = Field("any", description="the CPU family the model is bound to, and why ('any' when none)")
 
 
 class ModelFile(_Strict):

@@ -3,12 +3,14 @@ or else the fastest within budget on that target (p50 at the smallest batch meas
 smallest file when nothing was measured), packaged under OUT/packages/."""
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from compressor.errors import CompressorError
 from compressor.package.build import RUNTIME_FORMATS, PackageOptions, build_package
+from compressor.package.manifest import MANIFEST
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ def package_run(results: dict[str, Any], out_dir: Path, spec: Any, targets: list
         try:
             built = build_package(out_dir, variant["name"], out_dir / folder, options)
             record["path"] = folder.as_posix()
+            record["platform"] = json.loads((built / MANIFEST).read_text())["runtime"]["platform"]
             if spec.zip:
                 record["zip"] = write_zip(built, built.with_name(built.name + ".zip")).relative_to(out_dir).as_posix()
             if spec.oci:

@@ -60,6 +60,7 @@ def test_manifest_says_what_the_package_holds(packages: dict[str, Path], package
             assert len(golden["label"]) == manifest["golden"]["samples"] == 4
     onnx_manifest = _manifest(packages["onnxruntime:cpu"])
     assert [m["format"] for m in onnx_manifest["models"]] == ["onnx", "ort"]
+    assert onnx_manifest["runtime"]["platform"] == "any"  # int8-onnx holds no x86-only NCHWc nodes
     assert onnx_manifest["signature"]["inputs"][0]["shape"][0] == "batch"  # symbolic batch
     config = (packages["onnxruntime:cpu"] / "required_operators.config").read_text()
     assert "ai.onnx;" in config and "QuantizeLinear" in config
