@@ -10,6 +10,7 @@ from compressor.cache import temp_sibling
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".joblib", ".ckpt")
 MAX_ENTRIES = 10_000
+MAX_UNPACKED_BYTES = 16 << 30  # a zip bomb is refused before anything is written
 
 
 def write_zip(folder: Path, dst: Path) -> Path:
@@ -54,6 +55,8 @@ def extract_zip(path: Path, dst: Path) -> list[str]:
             failures = [f"{i.filename}: {problem}" for i in infos if (problem := _entry_problem(i))]
             if len(infos) > MAX_ENTRIES:
                 failures.append(f"{path.name}: zip: {len(infos)} entries; a package holds a few files")
+            if sum(i.file_size for i in infos) > MAX_UNPACKED_BYTES:
+                failures.append(f"{path.name}: zip: unpacks to more than {MAX_UNPACKED_BYTES >> 30} GiB; not extracted")
             if failures:
                 return failures
             broken = archive.testzip()
