@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements/*.txt 2>/dev/null | sha1sum | cut -c1-12)
 
-.PHONY: demo test install bench clean chromium
+.PHONY: demo test install bench clean system-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,17 +25,18 @@ install: $(STAMP)
 demo: install
 	$(VENV)/bin/compressor demo --out runs/demo
 
-# report.html is tested in headless Chromium (Debian package 'chromium'): installed where missing
-# (apt-get update only when the first try fails; CI runs as root, elsewhere through sudo), and required
-# by the test, which fails rather than skips when COMPRESSOR_REQUIRE_CHROMIUM is set.
+# report.html is tested in headless Chromium (Debian package 'chromium') and the package tests read
+# OCI layouts with skopeo: both installed where missing (apt-get update only when the first try fails;
+# CI runs as root, elsewhere through sudo). The browser test fails rather than skips when
+# COMPRESSOR_REQUIRE_CHROMIUM is set.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT  := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-chromium:
-	@command -v chromium >/dev/null 2>&1 || $(APT) install -y -q chromium || \
-	  { $(APT) update -q && $(APT) install -y -q chromium; }
+system-deps:
+	@missing=""; for p in chromium skopeo; do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  [ -z "$$missing" ] || $(APT) install -y -q $$missing || { $(APT) update -q && $(APT) install -y -q $$missing; }
 
-test: install chromium
+test: install system-deps
 	COMPRESSOR_REQUIRE_CHROMIUM=1 $(PY) -m pytest -q
 
 bench: install

@@ -56,8 +56,10 @@ def run_pipeline(pipeline, out_dir, **kwargs):  # noqa: ANN001, ANN201
     from compressor.run import run_pipeline as _run
     from compressor.run.lock import run_folder_lock
 
-    with run_folder_lock(Path(out_dir)):  # held through the reports too; the inner run re-enters it
+    with run_folder_lock(Path(out_dir)):  # held through the packages and reports too; the inner run re-enters it
         results = _run(pipeline, out_dir, **kwargs)
+        if pipeline.spec.package is not None:
+            _package(pipeline, Path(out_dir), results, kwargs.get("on_event"))
         write_reports(results, Path(out_dir))
     return results
 
@@ -72,3 +74,21 @@ def compare(baseline, new, max_drop=0.01, max_slowdown=0.10, max_growth=0.05):  
     from compressor.run.compare import Gate, compare_runs
 
     return compare_runs(baseline, new, Gate(max_drop=max_drop, max_slowdown=max_slowdown, max_growth=max_growth))
+
+
+def _package(pipeline, out_dir, results, on_event):  # noqa: ANN001, ANN202
+    """The pipeline's ``package:`` section: packages under OUT/packages/, listed in results.json."""
+    from compressor.package.per_target import package_run
+    from compressor.run.results import write_results
+
+    if on_event:
+        on_event("stage", message="packaging")
+    results["packages"] = package_run(results, out_dir, pipeline.spec.package, pipeline.spec.targets)
+    write_results(out_dir, results)
+    for record in results["packages"]:
+        problem = record.get("error") or record.get("skipped")
+        if record.get("platform", "any") != "any":
+            problem = (f"{record['variant']} runs on {record['platform']} only; name a portable variant in "
+                       f"package.variants for ARM devices")
+        if problem and on_event:
+            on_event("warning", message=f"package for {record['target']}: {problem}")

@@ -72,11 +72,16 @@ def temp_sibling(path: Path) -> Path:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a file through a temporary sibling unique to this process and rename it into place."""
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write bytes through a temporary sibling unique to this process and rename them into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_sibling(path)
     try:
-        with open(tmp, "x") as fh:
-            fh.write(text)
+        with open(tmp, "xb") as fh:
+            fh.write(data)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -122,6 +122,13 @@ def _run(pipeline_path: Path, out: Optional[Path], variant: list[str], strict: b
         events.stop()
     _summary(results)
     console.print(f"\nreport: {out / 'report.md'}  (also report.html, pareto.png, results.json)")
+    for record in results.get("packages", []):
+        if record.get("path"):
+            console.print(f"package for {record['target']}: {out / record['path']} ({record['variant']}: "
+                          f"{record['selected_by']}; verified)", highlight=False)
+        else:
+            err_console.print(f"package for {record['target']}: {record.get('error') or record.get('skipped')}",
+                              highlight=False, soft_wrap=True, markup=False)
     code = exit_code(results, strict)
     for line in failed_benchmarks(results):
         err_console.print(f"error: benchmark of {line}", highlight=False, soft_wrap=True, markup=False)
@@ -302,11 +309,56 @@ def runtimes() -> None:
 
 
 @app.command()
-def schema() -> None:
-    """Print the pipeline file's JSON schema."""
+def schema(package: bool = typer.Option(False, "--package", help="print the package manifest's schema instead")) -> None:
+    """Print the pipeline file's JSON schema (or, with --package, a package's manifest.json schema)."""
+    if package:
+        from compressor.package.manifest import json_schema as manifest_schema
+
+        print(json.dumps(manifest_schema(), indent=2))
+        return
     from compressor.run.pipeline import json_schema
 
     print(json.dumps(json_schema(), indent=2))
+
+
+@app.command("package")
+def package_cmd(
+    run_dir: Path = typer.Argument(..., help="a run folder (results.json, artifacts/)"),
+    variant: str = typer.Option(..., "--variant", "-v", help="the variant to package"),
+    out: Path = typer.Option(..., "--out", "-o", help="the package folder to write (replaced if present)"),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="runtime:device (default: the format's runtime on cpu)"),
+    version: str = typer.Option("1.0.0", help="the package's version"),
+    golden_samples: int = typer.Option(4, min=1, max=16, help="real evaluation samples in the golden sample"),
+    no_ort: bool = typer.Option(False, "--no-ort", help="no model.ort / required_operators.config for onnxruntime"),
+    as_zip: bool = typer.Option(False, "--zip", help="also write OUT.zip"),
+    oci: bool = typer.Option(False, "--oci", help="also write OUT.oci/, an OCI image layout (CNCF ModelPack media types)"),
+) -> None:
+    """Package a variant of a finished run for a device team: model, manifest, golden sample, run.py; verified."""
+    from compressor.package.build import PackageOptions, build_package
+    from compressor.package.container import write_zip
+    from compressor.package.oci import write_layout
+
+    options = PackageOptions(target=target, version=version, golden_samples=golden_samples, ort=not no_ort)
+    built = build_package(run_dir.expanduser(), variant, out.expanduser(), options)
+    console.print(f"package: {built} (verified)", highlight=False)
+    if as_zip:
+        console.print(f"zip: {write_zip(built, built.with_name(built.name + '.zip'))}", highlight=False)
+    if oci:
+        console.print(f"oci: {write_layout(built, built.with_name(built.name + '.oci'))}", highlight=False)
+
+
+@app.command()
+def verify(package: Path = typer.Argument(..., help="a package folder, .zip or OCI layout folder")) -> None:
+    """Check a package: hashes, schema, no unlisted file / escaping path / symlink / pickle, and the model
+    run by its runtime in a fresh process reproducing the golden sample. Exit 1 with one line per failure."""
+    from compressor.package.verify import verify_package
+
+    failures = verify_package(package.expanduser())
+    for line in failures:
+        err_console.print(f"FAIL {line}", highlight=False, soft_wrap=True, markup=False)
+    if failures:
+        raise typer.Exit(1)
+    console.print(f"ok: {package} holds (hashes, schema, files, runtime, golden sample)", highlight=False)
 
 
 @app.command()

@@ -1,6 +1,6 @@
 """The layering of DESIGN section 2 holds: imports go down, never up or sideways, and there is no cycle.
 
-Layers, bottom to top: core -> frameworks -> backends -> measure -> passes -> run -> report -> cli,
+Layers, bottom to top: core -> frameworks -> backends -> measure -> passes -> run -> report / package -> cli,
 benchmarks above all. Every import counts, at module level or inside a function, and so does a
 "module:attr" string in a table (the registry's way of importing later).
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("compressor", "backends", "benchmarks", "samples")
 CORE = {"errors", "formats", "artifact", "data", "data_checks", "metrics", "cache", "code"}
-RANKS = {"core": 0, "frameworks": 1, "backends": 2, "measure": 3, "passes": 4, "run": 5, "report": 6,
+RANKS = {"core": 0, "frameworks": 1, "backends": 2, "measure": 3, "passes": 4, "run": 5, "report": 6, "package": 6,
          "cli": 7, "api": 7, "samples": 8, "benchmarks": 9}
 STRING_REF = re.compile(r"^((?:compressor|backends|benchmarks|samples)(?:\.\w+)+):\w+$")
 MAX_LINES = 400

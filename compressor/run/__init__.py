@@ -32,6 +32,7 @@ def run_pipeline(pipeline: Pipeline, out_dir: Path, cache_dir: Path | None = Non
     from compressor.run.lock import run_folder_lock
     from compressor.run.measurements import collect
     from compressor.run.paired import collect_paired
+    from compressor.run.provenance import provenance, write_samples
     from compressor.run.results import build_results, write_run
     from compressor.run.step import refuse_early, run_variant
 
@@ -43,5 +44,7 @@ def run_pipeline(pipeline: Pipeline, out_dir: Path, cache_dir: Path | None = Non
         benches, skipped = collect(ctx, outcomes, remeasure) if benchmark else ({}, [])
         paired = collect_paired(ctx, outcomes, benches, remeasure) if benchmark else {}
         results = build_results(ctx, outcomes, benches, skipped, fingerprint(), paired)
+        results["provenance"] = provenance(ctx)
+        write_samples(out_dir, ctx)
         write_run(out_dir, results, outcomes)
     return results

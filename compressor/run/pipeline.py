@@ -37,6 +37,7 @@ class Pipeline:
     def __init__(self, spec: PipelineSpec, base_dir: Path) -> None:
         self.spec = spec
         self.base_dir = base_dir
+        self.source: Path | None = None  # the pipeline file, when it was read from one (provenance)
         self.variants: dict[str, list[Any]] = {
             name: [_resolve_step(name, i, step) for i, step in enumerate(steps)]
             for name, steps in spec.variants.items()
@@ -154,6 +155,8 @@ def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     for part in loc:
         field = model.model_fields.get(part) if isinstance(part, str) else None
         annotation = field.annotation if field else None
+        models = [a for a in getattr(annotation, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
+        annotation = models[0] if len(models) == 1 else annotation  # an optional section: PackageSpec | None
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return None
         model = annotation
@@ -232,7 +235,9 @@ def load_pipeline(path: Path) -> Pipeline:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"pipeline file '{path}' is not valid YAML{where}; fix the syntax.") from None
-    return parse_pipeline(raw, path.resolve().parent, source=str(path))
+    pipeline = parse_pipeline(raw, path.resolve().parent, source=str(path))
+    pipeline.source = path.resolve()
+    return pipeline
 
 
 def json_schema() -> dict[str, Any]:

@@ -105,6 +105,11 @@ def write_run(out_dir: Path, results: dict[str, Any], outcomes: list[VariantOutc
     for o in outcomes:
         if o.artifact is not None:
             _copy_atomic(Path(o.artifact.path), path_inside(out_dir, export_path(o.name, o.artifact), "variant"))
+    write_results(out_dir, results)
+
+
+def write_results(out_dir: Path, results: dict[str, Any]) -> None:
+    """results.json, written atomically."""
     atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2, default=_json_default))
 
 
@@ -143,12 +148,14 @@ def failed_benchmarks(results: dict[str, Any]) -> list[str]:
 def exit_code(results: dict[str, Any], strict: bool) -> int:
     """0 when every variant completed (and, with strict, at least one is within budget).
 
-    2 when a pass refused its input before any work (bad input), 1 when a variant failed otherwise
-    or a measurement failed (a benchmark row with an error is a failure, not a gap in the table).
+    2 when a pass refused its input before any work (bad input), 1 when a variant failed otherwise,
+    a package of the pipeline's ``package:`` section could not be built, or a measurement failed (a benchmark row with an error is a failure, not a gap in the table).
     """
     if any(v.get("bad_input") for v in results["variants"]):
         return 2
     if any(v["status"] != "ok" for v in results["variants"]) or failed_benchmarks(results):
+        return 1
+    if any(p.get("error") for p in results.get("packages", [])):  # a package the pipeline asked for was not built
         return 1
     if strict and not any(v["within_budget"] for v in results["variants"]):
         return 3

@@ -174,6 +174,26 @@ class BenchmarkSpec(_Strict):
         return value
 
 
+PACKAGE_TARGETS = ("onnxruntime:cpu", "litert:cpu")
+
+
+class PackageSpec(_Strict):
+    """Deployment packages built at the end of a run: per target, the fastest variant within budget
+    (or the one named), with its manifest, golden sample and run.py (``compressor package``)."""
+
+    targets: list[str] | None = Field(
+        None, description="targets to package for: onnxruntime:cpu, litert:cpu (default: the pipeline's targets; "
+        "one with no variant in its format is skipped)")
+    variants: dict[str, str] = Field(
+        default_factory=dict, description="target -> variant to package for it (default: the fastest within budget)")
+    version: str = Field("1.0.0", pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$", description="the packages' version")
+    golden_samples: int = Field(4, ge=1, le=16, description="real evaluation samples in each golden sample")
+    ort: bool = Field(True, description="onnxruntime packages also hold model.ort and the operators a reduced build needs")
+    zip: bool = Field(False, description="also write PACKAGE.zip")
+    oci: bool = Field(False, description="also write PACKAGE.oci/, an OCI image layout (CNCF ModelPack media types)")
+    labels: list[str] | None = Field(None, description="class names, in output order (default: from the data source)")
+
+
 Step = Union[str, dict[str, Union[dict[str, Any], None]]]
 
 
@@ -190,6 +210,7 @@ class PipelineSpec(_Strict):
     benchmark: BenchmarkSpec = BenchmarkSpec()
     seed: int = 0
     executor: Literal["local"] = "local"
+    package: PackageSpec | None = Field(None, description="deployment packages built at the end of the run")
 
     @field_validator("name")
     @classmethod
@@ -203,6 +224,22 @@ class PipelineSpec(_Strict):
             check_safe_name("variant", name)  # a variant's model is written to artifacts/<name>
         return value
 
+    @model_validator(mode="after")
+    def _package_names(self) -> PipelineSpec:
+        if self.package is None:
+            return self
+        targets = self.package.targets or self.targets
+        for target in self.package.targets or []:  # a target not measured gets the smallest file within budget
+            if target not in PACKAGE_TARGETS:
+                raise ValueError(f"package.targets names '{target}'; packages are built and verified for "
+                                 f"{', '.join(PACKAGE_TARGETS)}; use one of them")
+        for target, variant in self.package.variants.items():
+            if target not in targets:
+                raise ValueError(f"package.variants names target '{target}', not one packaged {targets}; fix the name")
+            if variant not in self.variants:
+                raise ValueError(f"package.variants.{target} names variant '{variant}', not one of "
+                                 f"{sorted(self.variants)}; fix the name")
+        return self
 
     @property
     def metric_name(self) -> str:
