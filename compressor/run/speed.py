@@ -11,6 +11,17 @@ from typing import Any
 from compressor.run.step import VariantOutcome
 
 SLOWER = 0.95  # below this speed-up a step counts as slower than its input
+MACS_REMOVED = 0.30  # a step that removed at least this share of the MACs ...
+GAIN_EXPECTED = 1.10  # ... should run at least this much faster than its input
+
+
+def macs_removed(entry: dict[str, Any]) -> float | None:
+    """The share of MACs a step removed, from its ledger report (structured pruning records them)."""
+    report = entry.get("report") or {}
+    before, after = report.get("macs_before"), report.get("macs_after")
+    if not isinstance(before, (int, float)) or not isinstance(after, (int, float)) or before <= 0:
+        return None
+    return 1.0 - after / before
 
 
 def _by_target(entries: list[dict]) -> dict[tuple, dict]:
@@ -66,6 +77,7 @@ def speed_checks(outcome: VariantOutcome, benches: dict[str, list[dict]],
         if not step.compares_speed:
             continue
         parent = _by_target(benches.get(outcome.chain[i].sha256, []))
+        speed: list[dict[str, Any]] = []  # rebuilt on every call: results may be built more than once
         for b in benches.get(outcome.chain[i + 1].sha256, []):
             p = parent.get((b["runtime"], b["device"], b["batch_size"]))
             if p is None or "p50_ms" not in p or "p50_ms" not in b:
@@ -74,6 +86,15 @@ def speed_checks(outcome: VariantOutcome, benches: dict[str, list[dict]],
             checks.append({"pass": entry["pass"], "step": i + 1, "target": f"{b['runtime']}:{b['device']}",
                            "batch_size": b["batch_size"], "parent_p50_ms": p["p50_ms"], "p50_ms": b["p50_ms"],
                            "speedup": round(speedup, 3)})
+            # the step's measured latency beside its input's, in its ledger entry too
+            speed.append({k: v for k, v in checks[-1].items() if k not in ("pass", "step")})
+            entry["speed"] = speed
+            removed = macs_removed(entry)
+            if removed is not None and removed >= MACS_REMOVED and SLOWER <= speedup < GAIN_EXPECTED:
+                warnings.append(
+                    f"step {i + 1} ({entry['pass']}) removed {removed:.0%} of the MACs but runs only {speedup:.2f}x "
+                    f"its input's speed on {b['runtime']}:{b['device']} batch {b['batch_size']}; likely reason: "
+                    f"{step.slow_reason(entry, cpu)}")
             if speedup >= SLOWER or not step.expects_speedup:
                 continue
             last = final.get((b["runtime"], b["device"], b["batch_size"]))

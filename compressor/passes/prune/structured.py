@@ -60,6 +60,12 @@ class PruneStructured(PrunePass):
     input_formats: ClassVar[frozenset[Format]] = frozenset({Format.TORCH})
 
     def slow_reason(self, entry: dict[str, Any], cpu: dict[str, Any]) -> str:
+        widths = (entry.get("report") or {}).get("widths") or {}
+        odd = sorted(n for n, (_, after) in widths.items() if after % 8)
+        if odd and not (entry.get("config") or {}).get("round_to"):
+            return (f"{len(odd)} of {len(widths)} pruned layers have channel counts that are not multiples of 8 "
+                    f"(e.g. '{odd[0]}'), which pushes the runtime's kernels off their vectorized paths; set round_to: 8 "
+                    f"or 16")
         return ("the MACs it removed did not show at this model size and batch: per-op framework overhead "
                 "dominates, or the measurement is noisy (see cv); compare the exported ONNX step")
 
