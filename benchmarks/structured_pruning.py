@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--workloads", default="resnet,mobilenet,minilm")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--finetune-epochs", type=int, default=2)
-    parser.add_argument("--mobilenet-sparsity", type=float, default=0.3)
+    parser.add_argument("--mobilenet-sparsity", type=float, default=0.25)
     parser.add_argument("--distill-epochs", type=int, default=3)
     parser.add_argument("--distill-sentences", type=int, default=3000)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "structured-pruning-bench")
