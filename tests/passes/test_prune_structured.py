@@ -132,6 +132,27 @@ def test_concat_depthwise_and_flatten_follow_their_producers() -> None:
     assert all(g["params"][1] < g["params"][0] and g["macs"][1] < g["macs"][0] for g in by_root.values())
 
 
+def test_global_scope_ranks_all_groups_together() -> None:
+    from tests.tiny_models import DeepMLP
+
+    def model() -> nn.Module:
+        torch.manual_seed(0)
+        m = DeepMLP(hidden=16).eval()
+        with torch.no_grad():
+            m.fc2.weight.fill_(0.5)
+            m.fc2.weight[:12] = 1e-4  # 12 of fc2's 16 units are (nearly) dead
+            m.fc1.weight.copy_(torch.sign(m.fc1.weight) * 0.5)  # fc1's units all alike
+            m.fc3.weight.copy_(torch.sign(m.fc3.weight) * 0.5)
+        return m
+
+    x = (torch.rand(2, 1, 8, 8),)
+    per_layer, _ = prune_channels(model(), x, ChannelSettings(ratio=0.5))
+    assert {n: w[1] for n, w in per_layer.widths().items()} == {"fc1": 8, "fc2": 8, "fc3": 8}
+    ranked, _ = prune_channels(model(), x, ChannelSettings(ratio=0.5, scope="global"))
+    widths = {n: w[1] for n, w in ranked.widths().items()}
+    assert widths["fc2"] == 4 and widths.get("fc1", 16) > 8  # the dead units go first; the live layer keeps more
+
+
 def test_attention_block_prunes_mlp_width_and_keeps_attention_consistent() -> None:
     torch.manual_seed(0)
     model = AttentionBlock().eval()
