@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
+BATCH = 16  # sentences per distillation step
 
 
 def docstring_sentences(limit: int, seed: int = 0) -> list[str]:
@@ -73,7 +74,7 @@ def distill_cosine(teacher: Any, student: Any, texts: list[str], epochs: int, lr
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         optimizer = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.0)
-        batches = [np.arange(i, min(i + 32, len(order))) for i in range(0, len(order), 32)]
+        batches = [np.arange(i, min(i + BATCH, len(order))) for i in range(0, len(order), BATCH)]
         steps, step, history = epochs * len(batches), 0, []
         student.train()
         for _ in range(epochs):
@@ -89,18 +90,24 @@ def distill_cosine(teacher: Any, student: Any, texts: list[str], epochs: int, lr
                 loss.backward()
                 optimizer.step()
                 step += 1
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
             history.append(float(np.mean(losses)))
             print(f"  distill epoch {len(history)}/{epochs}: 1 - cosine {history[-1]:.4f}", flush=True)
     student.eval()
     return history
 
 
-def export(module: Any, path: Path) -> Path:
-    """ONNX with dynamic batch and sequence (as the sample's convert.onnx with dynamic_axes)."""
+def export(module: Any, path: Path, reuse: bool = False) -> Path:
+    """ONNX with dynamic batch and sequence (as the sample's convert.onnx with dynamic_axes).
+
+    ``reuse``: keep a file an earlier run wrote (for models that are the same in every run).
+    """
     import warnings
 
     import torch
+
+    if reuse and path.exists():
+        return path
 
     from compressor.frameworks._torch import quiet_stdout
 
@@ -158,8 +165,9 @@ def minilm(args: Any) -> list[list[Any]]:
     student = MiniLMEmbedder().eval()
     pruner, _ = prune_channels(student, sample, ChannelSettings(ratio=0.5, heads=1 / 3, who="minilm"))
     cost = {"original": params_and_macs(teacher, sample), "pruned": params_and_macs(student, sample)}
-    paths = {"original": export(teacher, folder / "original.onnx"), "pruned": export(student, folder / "pruned.onnx")}
-    weights = folder / f"distilled-{args.distill_sentences}-{args.distill_epochs}.safetensors"
+    paths = {"original": export(teacher, folder / "original.onnx", reuse=True),
+             "pruned": export(student, folder / "pruned.onnx", reuse=True)}  # pruning is deterministic
+    weights = folder / f"distilled-{args.distill_sentences}-{args.distill_epochs}-b{BATCH}.safetensors"
     if weights.exists():
         from safetensors.torch import load_file
 
@@ -167,7 +175,7 @@ def minilm(args: Any) -> list[list[Any]]:
     else:
         from safetensors.torch import save_file
 
-        distill_cosine(teacher, student, docstring_sentences(args.distill_sentences), args.distill_epochs, lr=1e-4)
+        distill_cosine(teacher, student, docstring_sentences(args.distill_sentences), args.distill_epochs, lr=2e-4)
         save_file({k: v.contiguous() for k, v in student.state_dict().items()}, str(weights))
     paths["distilled"] = export(student, folder / "distilled.onnx")
     paths["distilled-int8"] = quantize(paths["distilled"], folder / "distilled-int8.onnx")
