@@ -1,4 +1,4 @@
-"""Helpers the benchmark suites share: an ORT session with the toolchain's options, markdown tables."""
+"""Helpers the benchmark suites share: an ORT session with the toolchain's options, markdown tables, side-by-side p50."""
 from __future__ import annotations
 
 from typing import Any
@@ -20,3 +20,15 @@ def markdown_table(head: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def onnx_p50(paths: dict[str, Any], feeds: dict[int, dict[str, Any]], rounds: int) -> dict[int, dict[str, float]]:
+    """p50 (ms) per batch and model, all models of one batch timed interleaved, 1 thread."""
+    from compressor.measure.compare import interleaved_p50
+
+    sessions = {n: ort_session(str(p)) for n, p in paths.items()}
+    out = {}
+    for batch, feed in feeds.items():
+        runs = {n: (lambda s=s: s.run(None, feed)) for n, s in sessions.items()}
+        out[batch] = interleaved_p50(runs, rounds=rounds)
+    return out

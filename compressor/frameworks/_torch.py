@@ -158,9 +158,60 @@ def load_module(path: Path, trust: Any = None) -> Any:
     return module.eval()
 
 
-def load_exported(path: Path) -> Any:
-    """The module of a torch.export program (.pt2), with the quantize/dequantize ops it may name registered."""
+def pickled_parts(path: Path) -> list[str]:
+    """The parts of a .pt2 archive that torch.export.load would unpickle with code execution allowed.
+
+    A program's graph is JSON and its tensors raw bytes, but the format also admits pickled tensor
+    subclasses (``use_pickle``), custom and opaque objects, legacy ``.pt`` weight files, and sample
+    inputs whose safe load falls back to a full unpickle (torch 2.13): a file from elsewhere could run
+    code through any of them. Read without torch; an empty list means the archive is plain data.
+    """
+    import zipfile
+
+    found = []
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for name in archive.namelist():
+                part = name.split("/", 1)[-1]
+                if part.endswith("_config.json") and part.startswith(("data/weights/", "data/constants/")):
+                    for key, meta in json.loads(archive.read(name)).get("config", {}).items():
+                        if meta.get("use_pickle") or str(meta.get("path_name", "")).startswith(("custom_obj_", "opaque_obj_")):
+                            found.append(f"{part}:{key}")
+                elif part.startswith(("data/weights/", "data/constants/")) and part.endswith(".pt"):
+                    found.append(part)
+                elif part.startswith("data/sample_inputs/") and not _loads_safely(archive.read(name)):
+                    found.append(part)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise ModelLoadError(f"'{path}' is not a readable .pt2 archive ({first_line(exc)}); re-export it.") from None
+    return found
+
+
+def _loads_safely(data: bytes) -> bool:
     import torch
+
+    try:
+        torch.load(io.BytesIO(data), weights_only=True)
+    except Exception:
+        return False
+    return True
+
+
+def load_exported(path: Path, trust: Any = None) -> Any:
+    """The module of a torch.export program (.pt2), with the quantize/dequantize ops it may name registered.
+
+    An archive holding pickled parts (``pickled_parts``) loads only when the trust policy trusts every
+    name (--trust-code): unpickling them could run code the file names.
+    """
+    import torch
+
+    from compressor.code import current_trust
+    from compressor.errors import UntrustedCodeError
+
+    pickled = pickled_parts(Path(path))
+    if pickled and not (trust or current_trust()).trust_all:
+        raise UntrustedCodeError(
+            f"exported program '{path}' holds pickled parts ({', '.join(pickled[:3])}) that loading would unpickle, "
+            f"which can run code; pass --trust-code if you trust this file, or export it again without them.")
 
     # a PT2E-quantized program calls torch.ops.quantized_decomposed.*, which exist only once this module
     # is imported (torchao's PT2E imports it too); deserializing such a program fails without them

@@ -70,6 +70,7 @@ class PassOutput:
     signature: Signature
     meta: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)  # goes into the ledger entry
+    format: Format | None = None  # the format written, for a pass with several (``Pass.output_formats``)
 
 
 class Pass:
@@ -124,6 +125,11 @@ class Pass:
                 f"pass '{self.name}' cannot take a model in format '{input_format.value}'; it accepts {allowed}: {fix}."
             )
         return self.output_format or input_format
+
+    def output_formats(self, input_format: Format) -> frozenset[Format]:
+        """Every format this pass may write for ``input_format`` (one, unless it decides while running, e.g.
+        a factory with new widths or a .pt2 program); the pipeline's chain check needs the next pass to take all."""
+        return frozenset({self.produces(input_format)})
 
     def fit_to_chain(self, later: list[Pass]) -> None:
         """Settle settings that depend on the passes after this one in its variant, or refuse the

@@ -46,7 +46,7 @@ DESCRIPTIONS: dict[str, str] = {
     "quantize.torch.weight_only": "int4 / int8 group-wise Linear weights (neural-compressor rtn, gptq, awq); stored dequantized",
     "quantize.torch.smoothquant": "SmoothQuant int8 (neural-compressor); needs intel_extension_for_pytorch, refused without it",
     "prune.magnitude": "unstructured magnitude pruning of a PyTorch or tf-keras (tfmot) model, with fine-tuning",
-    "prune.structured": "remove whole conv filters / linear units by norm, following the graph; fine-tune",
+    "prune.structured": "remove coupled channel groups and attention heads (Torch-Pruning's dependency graph); fine-tune",
     "prune.nm": "N:M semi-structured sparsity (2:4 default) with fine-tuning (GPU sparse kernels)",
     "distill.kd": "knowledge distillation of the current model into a smaller student",
     "train.finetune": "transfer learning: freeze a backbone, replace the head, train",

@@ -4,15 +4,15 @@ A factory (a class or function named ``package.module:Name``) declares which of 
 arguments set a layer's output width, as a mapping ``WIDTH_KWARGS = {"c1": "conv1", "hidden": "fc1"}``
 (kwarg -> the layer whose output channels / units it sets). Structured pruning uses it to record the
 pruned widths as new kwargs; distillation's ``width: 0.5`` multiplies every declared kwarg (rounded,
-at least 1). A factory that declares nothing is never scaled by guessing: those passes ask for
-``save_as: torch_export`` or an explicit ``student`` instead.
+at least 1). A factory that declares nothing is never scaled by guessing: structured pruning then
+saves a .pt2 program, and distillation prunes a copy of the teacher instead.
 """
 from __future__ import annotations
 
 import inspect
 from typing import Any
 
-from compressor.errors import ConfigError, PassError
+from compressor.errors import ConfigError
 
 
 def declared_widths(factory: str) -> dict[str, str]:
@@ -53,16 +53,19 @@ def scaled_kwargs(factory: str, kwargs: dict[str, Any], width: float) -> dict[st
     return out
 
 
-def pruned_kwargs(factory: str, kwargs: dict[str, Any], widths: dict[str, int]) -> dict[str, Any]:
-    """The factory's kwargs with the pruned layers' new widths; every pruned layer must be declared."""
+def pruned_kwargs(factory: str, kwargs: dict[str, Any], widths: dict[str, int]) -> dict[str, Any] | None:
+    """The factory's kwargs with the new width of every declared layer in ``widths``; None when the factory
+    declares no kwarg for any of them (then the pruned model cannot be rebuilt from the factory).
+
+    Layers that shrink together with a declared one (its BatchNorm, the other inputs of a residual add)
+    need no kwarg of their own; whether the kwargs rebuild every pruned shape is for the caller to
+    check by loading the pruned weights strictly into the rebuilt model.
+    """
     by_layer = {layer: kw for kw, layer in declared_widths(factory).items()}
-    missing = [layer for layer in widths if layer not in by_layer]
-    if missing:
-        raise PassError(
-            f"prune.structured would prune layer '{missing[0]}', but factory '{factory}' declares no width kwarg "
-            f"for it (WIDTH_KWARGS = {declared_widths(factory)}); set save_as: torch_export, or exclude the layer."
-        )
+    if not any(layer in by_layer for layer in widths):
+        return None
     out = full_kwargs(factory, kwargs)
     for layer, width in widths.items():
-        out[by_layer[layer]] = width
+        if layer in by_layer:
+            out[by_layer[layer]] = width
     return out

@@ -133,7 +133,7 @@ def _data_lines(results: dict[str, Any]) -> list[str]:
 
 FACTS = (("params", "params_before", "params_after"), ("MACs", "macs_before", "macs_after"),
          ("params (teacher → student)", "teacher_params", "student_params"))
-NOTES = ("sparsity", "pattern", "layers_skipped_count", "trainable_params", "cpu_gain", "gpu_gain")
+NOTES = ("sparsity", "pattern", "layers_skipped_count", "saved_as", "trainable_params", "cpu_gain", "gpu_gain")
 
 
 def _step_facts(entry: dict[str, Any]) -> str:

@@ -61,12 +61,14 @@ class Pipeline:
         """Walk every variant's formats; an impossible chain is an error before any work."""
         start = self.input_format()
         for variant, passes in self.variants.items():
-            fmt = start
+            formats = {start}  # a pass may write one of several formats: the next must take each
             for index, p in enumerate(passes):
                 try:
-                    fmt = p.produces(fmt)
+                    formats = {out for fmt in sorted(formats) for out in p.output_formats(fmt)}
                 except FormatChainError as exc:
-                    raise FormatChainError(f"variant '{variant}' step {index + 1}: {exc}") from None
+                    either = (f" (step {index} may write any of {', '.join(sorted(f.value for f in formats))}: "
+                              f"pin its output, e.g. save_as)") if len(formats) > 1 else ""
+                    raise FormatChainError(f"variant '{variant}' step {index + 1}: {exc}{either}") from None
                 try:
                     p.fit_to_chain(passes[index + 1:])
                 except ConfigError as exc:

@@ -119,6 +119,7 @@ def speed_checks(outcome: VariantOutcome, benches: dict[str, list[dict]], cpu: d
             continue
         before, after = outcome.chain[i].sha256, outcome.chain[i + 1].sha256
         parent = _by_target(benches.get(before, []))
+        speed: list[dict[str, Any]] = []  # rebuilt on every call: results may be built more than once
         for b in benches.get(after, []):
             key = (b["runtime"], b["device"], b["batch_size"])
             p = parent.get(key)
@@ -129,6 +130,9 @@ def speed_checks(outcome: VariantOutcome, benches: dict[str, list[dict]], cpu: d
             check = {"pass": entry["pass"], "step": i + 1, "target": f"{b['runtime']}:{b['device']}",
                      "batch_size": b["batch_size"], "parent_p50_ms": p["p50_ms"], "p50_ms": b["p50_ms"], **c}
             checks.append(check)
+            # the step's measured latency beside its input's, in its ledger entry too
+            speed.append({k: v for k, v in check.items() if k not in ("pass", "step")})
+            entry["speed"] = speed
             if not slower or not step.expects_speedup:
                 continue
             last = final.get(key)

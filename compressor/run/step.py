@@ -21,11 +21,13 @@ from compressor.cache import cache_key
 from compressor.errors import (
     CompressorError,
     InputRefused,
+    PassError,
     VerificationError,
     first_line,
 )
+from compressor.formats import Format
 from compressor.frameworks import format_info
-from compressor.passes.base import Pass
+from compressor.passes.base import Pass, PassOutput
 from compressor.run.context import RunContext
 
 if TYPE_CHECKING:
@@ -96,10 +98,20 @@ def _run_pass(ctx: RunContext, parent: Artifact, p: Pass, variant: str, key: str
         seconds = time.perf_counter() - start
         shutil.rmtree(tmp / "work", ignore_errors=True)
         lineage = Lineage(parent=parent.id, pass_name=p.name, pass_config=config, seconds=round(seconds, 3))
-        artifact = Artifact(p.produces(parent.format), output.path, output.signature, content_sha256(output.path),
+        artifact = Artifact(written_format(p, parent, output), output.path, output.signature, content_sha256(output.path),
                             lineage, output.meta)
         record = {"seconds": round(seconds, 3), "report": output.report}
         return ctx.cache.commit(key, tmp, artifact, record), record
+
+
+def written_format(p: Pass, parent: Artifact, output: PassOutput) -> Format:
+    """The format ``p`` wrote: its one output format, or the one it says among those it declares."""
+    allowed = p.output_formats(parent.format)
+    fmt = output.format or p.produces(parent.format)
+    if fmt not in allowed:
+        raise PassError(f"pass '{p.name}' wrote a '{fmt.value}' model but declares {sorted(f.value for f in allowed)}; "
+                        f"this is a bug in the pass.")
+    return fmt
 
 
 def apply_pass(ctx: RunContext, parent: Artifact, p: Pass, variant: str, index: int) -> StepResult:

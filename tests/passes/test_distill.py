@@ -75,10 +75,33 @@ def test_config_errors() -> None:
         build_pass("distill.kd", {"alpha": 1.5})
 
 
-def test_width_needs_declared_kwargs(tmp_path) -> None:
+def test_width_without_declared_kwargs_distills_a_pruned_copy_of_the_teacher(tmp_path) -> None:
     r = make_runner(tmp_path, None, "tests.tiny_models:TinyResidual")
-    with pytest.raises(InputRefused, match="declares none. Give 'student'"):
-        apply_pass(r, r.reference, build_pass("distill.kd", {"width": 0.5}), "a", 0)
+    p = build_pass("distill.kd", {"width": 0.5, "epochs": 1, "loss": "mse"})
+    step = apply_pass(r, r.reference, p, "a", 0)
+    rep, art = step.entry["report"], step.artifact
+    assert art.format.value == "torch_export" and art.path.suffix == ".pt2"
+    assert rep["student"] == "pruned copy of the teacher" and rep["loss_kind"] == "mse" and "alpha" not in rep
+    assert 0.2 * rep["teacher_params"] < rep["student_params"] < 0.6 * rep["teacher_params"]
+    assert art.meta["source_factory"] == "tests.tiny_models:TinyResidual"
+    declared = make_runner(tmp_path / "declared", None)  # TinyCNN declares its width kwarg
+    with pytest.raises(InputRefused, match=r"heads: 0.5 applies to a pruned copy"):
+        apply_pass(declared, declared.reference, build_pass("distill.kd", {"width": 0.5, "heads": 0.5}), "a", 0)
+
+
+def test_match_loss_and_its_settings() -> None:
+    import torch
+
+    from compressor.passes.distill._torch import match_loss
+
+    t = torch.randn(4, 6)
+    assert float(match_loss(2 * t, t, "cosine")) == pytest.approx(0.0, abs=1e-6)
+    assert float(match_loss(-t, t, "cosine")) == pytest.approx(2.0, abs=1e-5)
+    assert float(match_loss(t + 1, t, "mse")) == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(ConfigError, match="'temperature' has no effect unless loss: kl"):
+        build_pass("distill.kd", {"loss": "cosine", "temperature": 2.0})
+    with pytest.raises(ConfigError, match="'heads' has no effect unless width is used"):
+        build_pass("distill.kd", {"student": "tests.tiny_models:TinyMLP", "heads": 0.3})
 
 
 def test_missing_training_split_or_labels(tmp_path, runner) -> None:

@@ -1,4 +1,4 @@
-"""prune.structured: channels removed along the graph, params/MACs reduced, reload without guessing."""
+"""prune.structured on Torch-Pruning: coupled channels go together, params/MACs drop, the result reloads."""
 from __future__ import annotations
 
 import json
@@ -6,8 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
-from compressor.errors import InputRefused, PassError
+from compressor.errors import ConfigError, FormatChainError, InputRefused
+from compressor.passes._torch_channels import ChannelSettings, prune_channels
 from compressor.passes.registry import build_pass
 from compressor.run.step import apply_pass
 from tests.conftest import train_tiny
@@ -15,45 +18,193 @@ from tests.pass_context import make_context as make_runner
 from tests.tiny_models import TinyCNN
 
 
+class DepthwiseNet(nn.Module):
+    """conv -> bn -> depthwise conv -> pointwise conv, flattened into a Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.pw = nn.Conv2d(8, 8, 1)
+        self.fc = nn.Linear(8 * 4 * 4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.dw(torch.relu(self.bn(self.conv(x))))
+        x = nn.functional.max_pool2d(torch.relu(self.pw(x)), 2)
+        return self.fc(torch.flatten(x, 1))
+
+
+class ConcatNet(nn.Module):
+    """Two conv branches concatenated, mixed by a 1x1 conv, pooled into a Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(1, 4, 1)
+        self.mix = nn.Conv2d(8, 8, 1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.mix(torch.relu(torch.cat([self.a(x), self.b(x)], 1)))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+class AttentionBlock(nn.Module):
+    """A Transformer block on nn.MultiheadAttention: attention and an MLP, each around a residual add."""
+
+    def __init__(self, d: int = 16, hidden: int = 32) -> None:
+        super().__init__()
+        self.embed = nn.Linear(8, d)
+        self.attn = nn.MultiheadAttention(d, 4, batch_first=True)
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.fc1, self.fc2 = nn.Linear(d, hidden), nn.Linear(hidden, d)
+        self.head = nn.Linear(d, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed(x.reshape(x.shape[0], 8, 8))
+        x = self.ln1(x + self.attn(x, x, x, need_weights=False)[0])
+        x = self.ln2(x + self.fc2(torch.relu(self.fc1(x))))
+        return self.head(x.mean(1))
+
+
+class UndeclaredCNN(TinyCNN):
+    """TinyCNN whose factory does not say which kwarg sets which width."""
+
+    WIDTH_KWARGS: dict = {}
+
+
+def _tiny_bert() -> nn.Module:
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=16)
+    bert = BertModel(config, add_pooling_layer=False).eval()
+
+    class Embedder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return self.bert(input_ids=ids, attention_mask=mask).last_hidden_state.mean(1)
+
+    return Embedder()
+
+
 @pytest.fixture(scope="module")
 def bn_weights(tmp_path_factory):
     return train_tiny(tmp_path_factory.mktemp("bn") / "bn.safetensors", "tests.tiny_models:TinyBNCNN", epochs=4)
 
 
-def test_factory_model_shrinks_and_reloads_from_new_kwargs(tmp_path, bn_weights) -> None:
-    import torch
+def _kept(before: torch.Tensor, after: torch.Tensor) -> list[int]:
+    """Which rows of ``before`` survive in ``after`` (pruning keeps rows and their order)."""
+    return [next(i for i in range(len(before)) if torch.equal(before[i], row)) for row in after]
+
+
+def test_residual_add_prunes_both_sides_together() -> None:
+    from tests.tiny_models import TinyResidual
+
+    torch.manual_seed(0)
+    model = TinyResidual(c=8).eval()
+    stem, conv = model.stem.bias.detach().clone(), model.conv.bias.detach().clone()
+    pruner, groups = prune_channels(model, (torch.rand(2, 1, 8, 8),), ChannelSettings(ratio=0.5))
+    assert pruner.widths() == {"stem": [8, 4], "conv": [8, 4]}
+    assert _kept(stem, model.stem.bias) == _kept(conv, model.conv.bias)  # the same channels of the sum
+    assert model.fc.in_features == 4 * 8 * 8 and model(torch.rand(3, 1, 8, 8)).shape == (3, 10)
+    assert [sorted(g["layers"]) for g in groups] == [["conv", "stem"]]
+    assert pruner.skipped == {"fc": "its outputs are the model's outputs"}
+
+
+def test_concat_depthwise_and_flatten_follow_their_producers() -> None:
+    model = ConcatNet().eval()
+    a, b = model.a.bias.detach().clone(), model.b.bias.detach().clone()
+    pruner, _ = prune_channels(model, (torch.rand(2, 1, 8, 8),), ChannelSettings(ratio=0.5))
+    assert pruner.widths() == {"a": [4, 2], "b": [4, 2], "mix": [8, 4]}
+    assert model.a.bias.tolist() == [a[i] for i in _kept(a, model.a.bias)] and len(_kept(b, model.b.bias)) == 2
+    assert model.mix.in_channels == 4 and model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
+    model = DepthwiseNet().eval()
+    pruner, groups = prune_channels(model, (torch.rand(2, 1, 8, 8),), ChannelSettings(ratio=0.5, round_to=4))
+    assert model.bn.num_features == model.dw.groups == model.dw.out_channels == model.conv.out_channels == 4
+    assert model.fc.in_features == model.pw.out_channels * 16 and model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
+    by_root = {g["layers"][0]: g for g in groups}
+    assert {"conv", "dw"} <= set(next(g["layers"] for g in groups if "conv" in g["layers"]))
+    assert all(g["params"][1] < g["params"][0] and g["macs"][1] < g["macs"][0] for g in by_root.values())
+
+
+def test_global_scope_ranks_all_groups_together() -> None:
+    from tests.tiny_models import DeepMLP
+
+    def model() -> nn.Module:
+        torch.manual_seed(0)
+        m = DeepMLP(hidden=16).eval()
+        with torch.no_grad():
+            m.fc2.weight.fill_(0.5)
+            m.fc2.weight[:12] = 1e-4  # 12 of fc2's 16 units are (nearly) dead
+            m.fc1.weight.copy_(torch.sign(m.fc1.weight) * 0.5)  # fc1's units all alike
+            m.fc3.weight.copy_(torch.sign(m.fc3.weight) * 0.5)
+        return m
+
+    x = (torch.rand(2, 1, 8, 8),)
+    per_layer, _ = prune_channels(model(), x, ChannelSettings(ratio=0.5))
+    assert {n: w[1] for n, w in per_layer.widths().items()} == {"fc1": 8, "fc2": 8, "fc3": 8}
+    ranked, _ = prune_channels(model(), x, ChannelSettings(ratio=0.5, scope="global"))
+    widths = {n: w[1] for n, w in ranked.widths().items()}
+    assert widths["fc2"] == 4 and widths.get("fc1", 16) > 8  # the dead units go first; the live layer keeps more
+
+
+def test_attention_block_prunes_mlp_width_and_keeps_attention_consistent() -> None:
+    torch.manual_seed(0)
+    model = AttentionBlock().eval()
+    pruner, _ = prune_channels(model, (torch.rand(2, 1, 8, 8),), ChannelSettings(ratio=0.5, round_to=4))
+    assert pruner.widths()["fc1"] == [32, 16] and model.fc2.in_features == 16
+    assert model.attn.embed_dim % model.attn.num_heads == 0 and model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_hf_attention_heads_and_mlp_width_go_hidden_width_stays() -> None:
+    model = _tiny_bert()
+    ids, mask = torch.randint(1, 40, (2, 7)), torch.ones(2, 7, dtype=torch.long)
+    pruner, _ = prune_channels(model, (ids, mask), ChannelSettings(ratio=0.5, heads=0.5))
+    layer = model.bert.encoder.layer[0]
+    assert pruner.heads() == {f"bert.encoder.layer.{i}.attention.self": [4, 2] for i in range(2)}
+    assert layer.attention.self.query.out_features == layer.attention.self.value.out_features == 16  # 2 heads x 8
+    assert layer.attention.output.dense.in_features == 16 and layer.intermediate.dense.out_features == 32
+    assert layer.attention.self.num_attention_heads == 2
+    assert model(ids, mask).shape == (2, 32)  # the hidden width reaches the output: kept
+    assert pruner.skipped["bert.encoder.layer.1.output.dense"] == "its channels reach the model's outputs"
+
+
+def test_factory_model_shrinks_reloads_and_records_groups(tmp_path, bn_weights) -> None:
     from safetensors.torch import load_file
 
     from compressor.frameworks._torch import load_module
 
     r = make_runner(tmp_path, bn_weights, "tests.tiny_models:TinyBNCNN")
-    step = apply_pass(r, r.reference, build_pass("prune.structured", {"sparsity": 0.5, "finetune_epochs": 2, "lr": 3e-3}), "a", 0)
+    p = build_pass("prune.structured", {"sparsity": 0.5, "steps": 2, "finetune_epochs": 1, "lr": 3e-3})
+    step = apply_pass(r, r.reference, p, "a", 0)
     rep, art = step.entry["report"], step.artifact
-    assert rep["widths"] == {"conv1": [8, 4], "conv2": [16, 8]}
-    assert rep["layers_skipped"]["head"] == "its outputs are the model's outputs"
-    assert rep["layers_skipped"]["bn1"].startswith("shrinks with 'conv1'")
-    assert rep["params_after"] < 0.5 * rep["params_before"] and rep["macs_after"] < 0.35 * rep["macs_before"]
+    assert art.format.value == "torch" and rep["saved_as"] == "factory"
+    assert rep["widths"] == {"conv1": [8, 4], "conv2": [16, 8]} and len(rep["finetune_loss"]) == 2
     assert json.loads((art.path / "model.json").read_text())["kwargs"] == {"c1": 4, "c2": 8}
+    groups = rep["groups"]
+    assert {g["step"] for g in groups} == {1, 2} and ["conv1", "bn1"] in [g["layers"] for g in groups]
+    assert groups[0]["params"][0] == rep["params_before"] and groups[-1]["params"][1] == rep["params_after"]
+    assert groups[0]["macs"][0] == rep["macs_before"] and groups[-1]["macs"][1] == rep["macs_after"]
+    assert rep["params_after"] < 0.5 * rep["params_before"] and rep["macs_after"] < 0.35 * rep["macs_before"]
     state = load_file(str(art.path / "weights.safetensors"))
     assert state["conv2.weight"].shape == (8, 4, 3, 3) and state["bn1.running_mean"].shape == (4,)
-    assert state["head.weight"].shape == (10, 8 * 16)
-    module = load_module(art.path, r.trust)  # rebuilt from factory + kwargs, strict load
-    assert module(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    assert load_module(art.path, r.trust)(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
     assert step.entry["metric_drop"] < 0.1
-    assert art.size_bytes < 0.6 * r.reference.size_bytes
 
 
 def test_removing_zero_filters_keeps_outputs_exactly(tmp_path) -> None:
     """Filters that are all zero contribute nothing: pruning them must not change the outputs."""
-    import torch
     from safetensors.torch import save_file
 
-    from compressor.frameworks._torch import load_module
     from compressor.measure.evaluate import predict
-
-    torch.manual_seed(0)
     from samples.digits_cnn.model import DigitsCNN
 
+    torch.manual_seed(0)
     model = DigitsCNN(c1=8, c2=8, hidden=16)
     with torch.no_grad():
         for layer in (model.conv1, model.conv2):
@@ -69,77 +220,88 @@ def test_removing_zero_filters_keeps_outputs_exactly(tmp_path) -> None:
     x = r.data.split("evaluation").take(16).inputs
     with r.trusted():  # the run's folders name the pipeline's factory
         np.testing.assert_allclose(predict(step.artifact, x), predict(r.reference, x), rtol=1e-5, atol=1e-4)
-        assert load_module(step.artifact.path).fc1.in_features == 4 * 7 * 7
 
 
-def test_torch_export_output_reloads(tmp_path, tiny_weights) -> None:
-    r = make_runner(tmp_path, tiny_weights)
-    step = apply_pass(r, r.reference, build_pass("prune.structured", {"sparsity": 0.25, "save_as": "torch_export"}), "a", 0)
-    art = step.artifact
-    assert art.format.value == "torch_export" and art.path.suffix == ".pt2"
-    assert art.meta["source_factory"] == "tests.tiny_models:TinyCNN"
-    assert step.entry["report"]["widths"] == {"conv": [8, 6]}
-    assert step.entry["metric"] > 0.5  # evaluated through the torch runtime's .pt2 loader
+def test_undeclared_factory_falls_back_to_pt2_and_exports(tmp_path) -> None:
+    r = make_runner(tmp_path, None, "tests.tiny_models:TinyResidual")
+    step = apply_pass(r, r.reference, build_pass("prune.structured", {"sparsity": 0.25, "importance": "l2"}), "a", 0)
+    art, rep = step.artifact, step.entry["report"]
+    assert art.format.value == "torch_export" and art.path.suffix == ".pt2" and rep["saved_as"] == "torch_export"
+    assert "declares no width kwarg" in rep["saved_as_reason"]
+    assert art.meta["source_factory"] == "tests.tiny_models:TinyResidual"
+    assert rep["widths"] == {"stem": [8, 6], "conv": [8, 6]}
     onnx = apply_pass(r, art, build_pass("convert.onnx"), "a", 1)
     assert onnx.entry["parity"]["max_abs_error"] < 1e-4
 
 
-@pytest.mark.parametrize("factory, layer, what", [
-    ("tests.tiny_models:TinyResidual", "stem", "an add: a residual"),
-    ("tests.tiny_models:TinyConcat", "a", "a concatenation"),
-])
-def test_unfollowable_layers_are_refused_by_name(tmp_path, factory: str, layer: str, what: str) -> None:
-    r = make_runner(tmp_path, None, factory)
-    with pytest.raises(PassError, match=rf"cannot prune layer '{layer}': its output reaches .*{what}.*exclude: \['{layer}'\]"):
-        apply_pass(r, r.reference, build_pass("prune.structured", {"save_as": "torch_export"}), "a", 0)
-
-
-def test_residual_model_prunes_what_it_can_follow(tmp_path) -> None:
-    r = make_runner(tmp_path, None, "tests.tiny_models:TinyResidual")
-    with pytest.raises(PassError, match="cannot prune layer 'conv'"):
-        apply_pass(r, r.reference, build_pass("prune.structured", {"include": ["conv"], "save_as": "torch_export"}), "a", 0)
-
-
-class UndeclaredCNN(TinyCNN):
-    """TinyCNN whose factory does not say which kwarg sets which width."""
-
-    WIDTH_KWARGS: dict = {}
-
-
-def test_factory_without_width_kwargs_needs_torch_export(tmp_path) -> None:
-    r = make_runner(tmp_path, None, "tests.passes.test_prune_structured:UndeclaredCNN")
-    with pytest.raises(InputRefused, match=r"would prune layer 'conv', but factory .* declares no width kwarg .* save_as: torch_export"):
-        apply_pass(r, r.reference, build_pass("prune.structured"), "a", 0)
-
-
-def test_unsupported_explicit_layer_is_an_error(tmp_path, bn_weights) -> None:
+def test_taylor_importance_reads_gradients(tmp_path, bn_weights) -> None:
     r = make_runner(tmp_path, bn_weights, "tests.tiny_models:TinyBNCNN")
-    with pytest.raises(PassError, match=r"cannot prune layer 'bn1' of type BatchNorm2d"):
-        apply_pass(r, r.reference, build_pass("prune.structured", {"include": ["bn1"]}), "a", 0)
+    p = build_pass("prune.structured", {"sparsity": 0.25, "importance": "taylor", "save_as": "torch_export"})
+    assert p.reads() == ("training",)
+    rep = apply_pass(r, r.reference, p, "a", 0).entry["report"]
+    assert rep["widths"] == {"conv1": [8, 6], "conv2": [16, 12]}
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"importance": "l3"}, "importance"),
+    ({"sparsity": 0, "heads": 0}, "remove nothing"),
+    ({"sparsity": 1.0}, "sparsity"),
+    ({"round_to": 0}, "round_to"),
+    ({"steps": 0}, "steps"),
+    ({"lr": 0.1}, "no effect unless finetune_epochs > 0"),
+    ({"norm": "l1"}, "has no setting 'norm'"),
+])
+def test_bad_settings_are_one_line_errors(config: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as err:
+        build_pass("prune.structured", config)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("factory, config, message", [
+    ("tests.tiny_models:TinyCNN", {"heads": 0.5}, r"heads: 0.5 needs attention modules"),
+    ("tests.tiny_models:TinyCNN", {"include": ["nope*"]}, r"include: 'nope\*' matches no Conv or Linear layer"),
+    ("tests.passes.test_prune_structured:UndeclaredCNN", {"save_as": "factory"}, r"declares none.*save_as: auto"),
+    ("tests.tiny_models:TinyCNN", {"ignore": ["conv"]}, r"found no channel group it may prune"),
+    # Torch-Pruning 1.6 maps a concatenation straight into a flatten wrongly: caught by the dry run in check
+    ("tests.tiny_models:TinyConcat", {}, r"removed the channels of 'a', 'b' but the model no longer runs.*ignore"),
+])
+def test_settings_the_model_cannot_take_are_refused_before_work(tmp_path, factory, config, message) -> None:
+    r = make_runner(tmp_path, None, factory)
+    with pytest.raises(InputRefused, match=message) as err:
+        apply_pass(r, r.reference, build_pass("prune.structured", config), "a", 0)
+    assert "\n" not in str(err.value)
+
+
+def test_chain_check_knows_auto_may_write_a_pt2(tmp_path) -> None:
+    from compressor.run.pipeline import parse_pipeline
+    from tests.conftest import pipeline_dict
+
+    raw = pipeline_dict(Path("w"), {"a": ["prune.structured", "quantize.torch.dynamic"]})
+    with pytest.raises(FormatChainError, match=r"step 2: .*torch_export.*step 1 may write any of torch, torch_export"):
+        parse_pipeline(raw, tmp_path).check_chains()
+    raw = pipeline_dict(Path("w"), {"a": [{"prune.structured": {"save_as": "factory"}}, "quantize.torch.dynamic"]})
+    parse_pipeline(raw, tmp_path).check_chains()
 
 
 def test_mac_counter() -> None:
-    import torch
-
     from compressor.frameworks._torch import params_and_macs
-    from tests.tiny_models import TinyCNN
 
     cost = params_and_macs(TinyCNN(c=8), torch.zeros(3, 1, 8, 8))
     assert cost["macs"] == 8 * 8 * 8 * 9 + 8 * 16 * 10
     assert cost["params"] == 8 * 9 + 8 + 128 * 10 + 10
 
 
-def test_cli_exit_2_for_unsupported_layer(tmp_path: Path) -> None:
+def test_cli_exit_2_for_bad_setting(tmp_path: Path) -> None:
     import subprocess
     import sys
 
     import yaml
 
     raw = {"name": "x", "model": {"factory": "tests.tiny_models:TinyBNCNN"}, "data": {"source": "digits"},
-           "variants": {"a": [{"prune.structured": {"include": ["bn2"]}}]}}
+           "variants": {"a": [{"prune.structured": {"heads": 0.3}}]}}
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
     proc = subprocess.run([sys.executable, "-m", "compressor.cli", "run", str(tmp_path / "p.yaml"), "--out",
                            str(tmp_path / "out"), "--no-bench"], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 2, proc.stderr
-    assert "cannot prune layer 'bn2' of type BatchNorm2d" in proc.stderr and "Traceback" not in proc.stderr
+    assert "heads: 0.3 needs attention modules" in proc.stderr and "Traceback" not in proc.stderr

@@ -162,3 +162,28 @@ def test_a_slow_step_that_a_later_step_recovers_is_recorded_not_flagged() -> Non
     assert warnings == [] and checks[0]["speedup"] < 0.95 and checks[0]["recovered_by_later_steps"] == 2.4
     _, warnings = speed_checks(outcome, {"fp32": bench(2.4), "qdq": bench(2.8), "baked": bench(2.7)}, cpu)
     assert len(warnings) == 1 and "step 1 (quantize.onnx.static)" in warnings[0]
+
+
+def test_a_step_that_removed_many_macs_but_gained_little_is_flagged() -> None:
+    from types import SimpleNamespace
+
+    from compressor.passes.registry import build_pass
+    from compressor.run.speed import speed_checks
+
+    def bench(p50: float) -> list[dict]:
+        return [{"runtime": "onnxruntime", "device": "cpu", "batch_size": 32, "p50_ms": p50}]
+
+    report = {"macs_before": 1000, "macs_after": 600}
+    ledger = [{"pass": "prune.structured", "config": {}, "report": report}]
+    chain = [SimpleNamespace(sha256="dense"), SimpleNamespace(sha256="pruned")]
+    outcome = SimpleNamespace(ledger=ledger, chain=chain, artifact=chain[-1], passes=[build_pass("prune.structured")])
+    for _ in range(2):  # results built twice record the step's latency once
+        checks, warnings = speed_checks(outcome, {"dense": bench(2.0), "pruned": bench(1.9)}, {})
+    assert len(warnings) == 1 and "removed 40% of the MACs but runs at 1.05x" in warnings[0]
+    assert ledger[0]["speed"] == [{"target": "onnxruntime:cpu", "batch_size": 32, "parent_p50_ms": 2.0,
+                                   "p50_ms": 1.9, "speedup": 1.053}]
+    _, warnings = speed_checks(outcome, {"dense": bench(2.0), "pruned": bench(1.5)}, {})
+    assert warnings == []
+    report["macs_after"] = 900  # 10% of the MACs removed: 1.05x is no surprise
+    _, warnings = speed_checks(outcome, {"dense": bench(2.0), "pruned": bench(1.9)}, {})
+    assert warnings == []

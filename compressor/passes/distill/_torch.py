@@ -43,23 +43,54 @@ def teacher_factory(artifact: Artifact) -> tuple[str, dict[str, Any]]:
     return recorded_factory(Path(artifact.path))  # a factory the folder names: imported only when trusted
 
 
-def student_spec(artifact: Artifact, config: DistillConfig) -> tuple[str, dict[str, Any]]:
-    """The student's factory and kwargs, from ``student`` or from ``width`` x the teacher's widths."""
-    from compressor.passes.widths import scaled_kwargs
+def student_spec(artifact: Artifact, config: DistillConfig) -> tuple[str, dict[str, Any] | None]:
+    """The student's factory and kwargs, from ``student`` or from ``width`` x the teacher's widths.
+
+    The kwargs are None when the teacher's factory declares no width kwargs: the student is then a
+    pruned copy of the teacher (``pruned_copy``).
+    """
+    from compressor.passes.widths import declared_widths, scaled_kwargs
 
     if config.student:
         return config.student, dict(config.student_kwargs)
     factory, kwargs = teacher_factory(artifact)
+    if not declared_widths(factory):
+        if artifact.format.value != "torch":
+            raise PassError(f"distill.kd width: {config.student_width} on a .pt2 teacher needs its source factory "
+                            f"'{factory}' to declare width kwargs (a program has no layers to prune); distill before "
+                            f"exporting, or give 'student'.")
+        return factory, None
+    if config.heads:
+        raise PassError(f"distill.kd heads: {config.heads} applies to a pruned copy of the teacher, but factory "
+                        f"'{factory}' declares width kwargs (the student is built narrower instead); remove heads.")
     return factory, scaled_kwargs(factory, kwargs, config.student_width)
 
 
-def build_student(artifact: Artifact, config: DistillConfig, seed: int) -> tuple[str, dict[str, Any], Any]:
-    """Build the student with a seeded init."""
+def pruned_copy(artifact: Artifact, config: DistillConfig) -> tuple[Any, Any]:
+    """A copy of the teacher with ``1 - width`` of each channel group and ``heads`` of its heads removed.
+
+    Returns (student module with the teacher's remaining weights, the pruner: widths, heads, skipped).
+    """
+    from compressor.frameworks._torch import sample_inputs
+    from compressor.passes._torch_channels import ChannelSettings, prune_channels
+
+    student = load_teacher(artifact)
+    for p in student.parameters():
+        p.requires_grad_(True)
+    settings = ChannelSettings(ratio=1.0 - config.student_width, heads=config.heads, who="distill.kd width:")
+    pruner, _ = prune_channels(student, sample_inputs(artifact.signature, batch=2), settings)
+    return student.eval(), pruner
+
+
+def build_student(artifact: Artifact, config: DistillConfig, seed: int) -> tuple[str, dict[str, Any] | None, Any]:
+    """Build the student with a seeded init, or as a pruned copy of the teacher (kwargs None)."""
     import torch
 
     from compressor.frameworks._torch import build_module
 
     factory, kwargs = student_spec(artifact, config)
+    if kwargs is None:
+        return factory, None, pruned_copy(artifact, config)[0]
     torch.manual_seed(seed)
     try:
         return factory, kwargs, build_module(factory, kwargs)
@@ -97,6 +128,15 @@ def check_student(artifact: Artifact, config: DistillConfig, seed: int) -> None:
                 if name not in dict(module.named_modules()):
                     raise PassError(f"distill.kd features: the {side} has no layer '{name}'; "
                                     f"its layers include {[n for n, _ in module.named_modules() if n][:10]}.")
+
+
+def match_loss(student_out: Any, teacher_out: Any, kind: str) -> Any:
+    """How far the student's outputs are from the teacher's: 1 - cosine, or the mean squared error."""
+    import torch.nn.functional as F
+
+    if kind == "cosine":
+        return (1.0 - F.cosine_similarity(student_out.flatten(1), teacher_out.flatten(1), dim=1)).mean()
+    return F.mse_loss(student_out, teacher_out)
 
 
 def kd_loss(student_logits: Any, teacher_logits: Any, labels: Any, temperature: float, alpha: float) -> Any:
@@ -173,7 +213,10 @@ def train_student(teacher: Any, student: Any, split: Split, signature: Signature
     def loss_fn(out: Any, labels: Any, inputs: list[Any]) -> Any:
         with torch.no_grad():
             t_out = teacher(*inputs)
-        loss = kd_loss(out, t_out, labels, config.temperature, config.alpha)
+        if config.loss == "kl":
+            loss = kd_loss(out, t_out, labels, config.temperature, config.alpha)
+        else:
+            loss = match_loss(out, t_out, config.loss)
         if match is not None:
             loss = loss + config.feature_weight * match.loss()
         return loss
@@ -187,9 +230,14 @@ def train_student(teacher: Any, student: Any, split: Split, signature: Signature
             match.close()
 
 
-def distill(artifact: Artifact, config: DistillConfig, ctx: PassContext, out_dir: Path) -> dict[str, Any]:
-    """Run distill.kd: build the student, train it, save it as a torch model folder."""
-    from compressor.frameworks._torch import params_and_macs, sample_inputs, save_module
+def distill(artifact: Artifact, config: DistillConfig, ctx: PassContext,
+            out_dir: Path) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """Run distill.kd: build the student, train it, save it; return (path, report, artifact meta).
+
+    A factory-built student is saved as a torch model folder; a pruned copy of the teacher as a .pt2
+    program that remembers the teacher's factory.
+    """
+    from compressor.frameworks._torch import params_and_macs, sample_inputs, save_exported, save_module
 
     teacher = load_teacher(artifact)
     factory, kwargs, student = build_student(artifact, config, ctx.seed)
@@ -197,12 +245,22 @@ def distill(artifact: Artifact, config: DistillConfig, ctx: PassContext, out_dir
     sample = sample_inputs(artifact.signature, batch=2)
     teacher_cost = params_and_macs(teacher, sample) if artifact.format.value == "torch" else None
     history = train_student(teacher, student, split, artifact.signature, config, ctx.seed, ctx.say)
-    save_module(student.eval(), factory, kwargs, out_dir)
-    student_cost = params_and_macs(student, sample)
-    report = {"student": factory, "student_kwargs": kwargs, "loss": history, "temperature": config.temperature,
-              "alpha": config.alpha, "student_params": student_cost["params"], "student_macs": student_cost["macs"]}
+    student_cost = params_and_macs(student.eval(), sample)
+    meta: dict[str, Any] = {}
+    if kwargs is None:
+        path = save_exported(student, artifact.signature, out_dir / "model.pt2")
+        source = teacher_factory(artifact)
+        meta = {"source_factory": source[0], "source_kwargs": source[1]}
+        report: dict[str, Any] = {"student": "pruned copy of the teacher", "saved_as": "torch_export"}
+    else:
+        path = save_module(student, factory, kwargs, out_dir)
+        report = {"student": factory, "student_kwargs": kwargs, "saved_as": "factory"}
+    report.update(loss=history, loss_kind=config.loss, student_params=student_cost["params"],
+                  student_macs=student_cost["macs"])
+    if config.loss == "kl":
+        report.update(temperature=config.temperature, alpha=config.alpha)
     if teacher_cost:
         report.update(teacher_params=teacher_cost["params"], teacher_macs=teacher_cost["macs"])
     else:
         report["teacher_params"] = sum(p.numel() for p in teacher.parameters())
-    return report
+    return path, report, meta

@@ -1,21 +1,25 @@
 """distill.kd: knowledge distillation of the pipeline's current model into a smaller student.
 
 The teacher is the current artifact (a torch model folder or a torch.export program). The student
-is built from ``student`` (a factory, with ``student_kwargs``) or from ``width`` (the teacher's
-factory with every width kwarg it declares in ``WIDTH_KWARGS`` multiplied; see
-``compressor.passes.widths``). Its weights start from a seeded random init and are trained on
-the training split with Hinton et al.'s loss::
+is built from ``student`` (a factory, with ``student_kwargs``) or from ``width``: the teacher's
+factory with every width kwarg it declares in ``WIDTH_KWARGS`` multiplied (see
+``compressor.passes.widths``; weights from a seeded random init), or, when the factory declares
+none, a pruned copy of the teacher (``width`` of each channel group kept and ``heads`` of the
+attention heads removed, on Torch-Pruning as ``prune.structured``; the teacher's own weights). It is
+trained on the training split with Hinton et al.'s loss (``loss: kl``)::
 
     alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * CE(student, labels)
 
+or, for embedding models, ``loss: cosine`` (1 - cosine to the teacher's outputs) or ``loss: mse``;
 plus, optionally, ``feature_weight`` * MSE between teacher features and an adapter (1x1 conv or
 linear) of student features for each ``features`` pair ``[teacher_layer, student_layer]``.
-The output is a torch model folder: the student's factory and kwargs, and its trained weights.
+The output is a torch model folder (the student's factory, kwargs and trained weights), or a .pt2
+program for a pruned copy of the teacher.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -32,6 +36,10 @@ class DistillConfig(PassConfig):
     width: float | None = Field(
         None, gt=0.0, le=1.0, description="student = teacher factory with width kwargs x this (0.5 without 'student')"
     )
+    heads: float = Field(0.0, ge=0.0, lt=1.0, description="with width and no width kwargs: fraction of the teacher's "
+                                                          "attention heads the pruned student loses")
+    loss: Literal["kl", "cosine", "mse"] = Field(
+        "kl", description="kl: Hinton's soft targets (+ CE); cosine / mse: match the teacher's outputs (embeddings)")
     temperature: float = Field(4.0, gt=0.0, description="softmax temperature T of the soft targets")
     alpha: float = Field(0.9, ge=0.0, le=1.0, description="weight of the soft-target loss (1 - alpha: hard labels)")
     epochs: int = Field(5, ge=1)
@@ -49,6 +57,8 @@ class DistillConfig(PassConfig):
         if self.student_kwargs and self.student is None:
             raise ValueError("'student_kwargs' needs 'student'")
         self.only_with(("feature_weight",), bool(self.features), "features: [[teacher_layer, student_layer], ...]")
+        self.only_with(("heads",), self.student is None, "width is used (no 'student')")
+        self.only_with(("temperature", "alpha"), self.loss == "kl", "loss: kl")
         return self
 
     @property
@@ -61,7 +71,7 @@ class DistillKd(Pass):
     """Train a student on the teacher's softened outputs and the labels."""
 
     name = "distill.kd"
-    version = 1
+    version = 2
     config_class = DistillConfig
     input_formats: ClassVar[frozenset[Format]] = frozenset({Format.TORCH, Format.TORCH_EXPORT})
     output_format = Format.TORCH
@@ -72,7 +82,7 @@ class DistillKd(Pass):
         from compressor.passes.distill._torch import check_student
 
         super().check(artifact, ctx)
-        if self.config.alpha < 1.0 and ctx.data.split("training").labels is None:
+        if self.config.loss == "kl" and self.config.alpha < 1.0 and ctx.data.split("training").labels is None:
             from compressor.errors import DataError
 
             raise DataError(f"distill.kd alpha={self.config.alpha} needs labels, but the training split has none; "
@@ -82,5 +92,11 @@ class DistillKd(Pass):
     def run(self, artifact: Artifact, ctx: PassContext, out_dir: Path) -> PassOutput:
         from compressor.passes.distill._torch import distill
 
-        report = distill(artifact, self.config, ctx, out_dir)
-        return PassOutput(path=out_dir, signature=artifact.signature, report=report)
+        path, report, meta = distill(artifact, self.config, ctx, out_dir)
+        fmt = Format.TORCH_EXPORT if path.suffix == ".pt2" else Format.TORCH
+        return PassOutput(path=path, signature=artifact.signature, report=report, meta=meta, format=fmt)
+
+    def output_formats(self, input_format: Format) -> frozenset[Format]:
+        formats = super().output_formats(input_format)
+        # width: on a factory without width kwargs, the student is a pruned copy of the teacher (.pt2)
+        return formats if self.config.student else formats | {Format.TORCH_EXPORT}
