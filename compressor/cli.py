@@ -63,6 +63,9 @@ class ConsoleEvents:
             console.print(f"  [red]failed[/red]: {info['error']}")
         elif kind == "warning":
             console.print(f"[yellow]warning[/yellow] {info['message']}", highlight=False)
+        elif kind == "paired":
+            self.status.update(f"paired rounds on {info['target']} batch {info['batch']}: measurement {info['index']}, "
+                               f"{info['artifact']}")
         elif kind == "bench":
             self.status.update(f"measuring {info['index']}/{info['total']}: {info['artifact']} on {info['target']} batch {info['batch']}")
 
