@@ -330,6 +330,8 @@ def compare(
     max_growth: float = typer.Option(0.05, "--max-growth", help="largest model file growth allowed (0.05 = 5%)"),
     output_format: str = typer.Option("markdown", "--format", help="markdown or json, printed on stdout"),
     output: Optional[Path] = typer.Option(None, "--output", help="also write it to this file"),
+    remeasure_same: bool = typer.Option(
+        False, "--remeasure-same", help="re-measure identical model files too (an A/A check of the gate here)"),
 ) -> None:
     """Regressions between two runs (a CI gate): metric, size, and latency re-measured side by side. Exit 1 on one."""
     from compressor.cache import atomic_write_text
@@ -338,7 +340,7 @@ def compare(
 
     if output_format not in ("markdown", "json"):
         raise CompressorError(f"--format '{output_format}' is not known; give markdown or json.")
-    gate = Gate(max_drop=max_drop, max_slowdown=max_slowdown, max_growth=max_growth)
+    gate = Gate(max_drop=max_drop, max_slowdown=max_slowdown, max_growth=max_growth, remeasure_same=remeasure_same)
     status = console.status("comparing")
     status.start()
     try:
