@@ -63,6 +63,9 @@ class ConsoleEvents:
             console.print(f"  [red]failed[/red]: {info['error']}")
         elif kind == "warning":
             console.print(f"[yellow]warning[/yellow] {info['message']}", highlight=False)
+        elif kind == "paired":
+            self.status.update(f"paired rounds on {info['target']} batch {info['batch']}: measurement {info['index']}, "
+                               f"{info['artifact']}")
         elif kind == "bench":
             self.status.update(f"measuring {info['index']}/{info['total']}: {info['artifact']} on {info['target']} batch {info['batch']}")
 
@@ -379,6 +382,8 @@ def compare(
     max_growth: float = typer.Option(0.05, "--max-growth", help="largest model file growth allowed (0.05 = 5%)"),
     output_format: str = typer.Option("markdown", "--format", help="markdown or json, printed on stdout"),
     output: Optional[Path] = typer.Option(None, "--output", help="also write it to this file"),
+    remeasure_same: bool = typer.Option(
+        False, "--remeasure-same", help="re-measure identical model files too (an A/A check of the gate here)"),
 ) -> None:
     """Regressions between two runs (a CI gate): metric, size, and latency re-measured side by side. Exit 1 on one."""
     from compressor.cache import atomic_write_text
@@ -387,7 +392,7 @@ def compare(
 
     if output_format not in ("markdown", "json"):
         raise CompressorError(f"--format '{output_format}' is not known; give markdown or json.")
-    gate = Gate(max_drop=max_drop, max_slowdown=max_slowdown, max_growth=max_growth)
+    gate = Gate(max_drop=max_drop, max_slowdown=max_slowdown, max_growth=max_growth, remeasure_same=remeasure_same)
     status = console.status("comparing")
     status.start()
     try:

@@ -32,6 +32,7 @@ class Gate:
     max_growth: float = 0.05  # the model file may grow by at most this fraction
     rounds: int = 5
     max_rounds: int = 15
+    remeasure_same: bool = False  # re-measure identical files too (an A/A check of the gate on this machine)
 
     def __post_init__(self) -> None:
         for name in ("max_drop", "max_slowdown", "max_growth"):
@@ -197,7 +198,7 @@ def latency_rows(base: Run, cand: Run, b: dict, n: dict, targets: list[tuple[str
 
     if not targets:
         return [{"not_compared": "no target and batch was measured in both runs"}]
-    if b["artifact"].get("sha256") == n["artifact"].get("sha256"):
+    if b["artifact"].get("sha256") == n["artifact"].get("sha256") and not gate.remeasure_same:
         return [{"target": t, "batch_size": k, "baseline_p50_ms": bb["p50_ms"], "new_p50_ms": nb["p50_ms"],
                  "same_artifact": True} for t, k, bb, nb in targets]
     arts, why = {}, ""

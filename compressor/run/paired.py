@@ -79,8 +79,7 @@ def collect_paired(ctx: RunContext, outcomes: list[VariantOutcome], benches: dic
             from compressor.measure.harness import measure
 
             artifact: Artifact = artifacts[sha]
-            ctx.on_event("bench", index=next(counter), total="paired", target=str(t), batch=batch,
-                         artifact=f"paired rounds, {artifact.id}")
+            ctx.on_event("paired", index=next(counter), target=str(t), batch=batch, artifact=artifact.id)
             return float(measure(artifact, t.runtime, t.device, batch, spec.threads, timing, samples,
                                  trust=ctx.trust)["p50_ms"])
 

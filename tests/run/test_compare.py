@@ -146,3 +146,11 @@ def test_bad_thresholds_and_format_exit_2(base_run: Path) -> None:
     assert proc.returncode == 2 and "--format 'xml'" in proc.stderr
     with pytest.raises(ConfigError, match="--max-growth"):
         Gate(max_growth=-0.5)
+
+
+def test_identical_files_are_re_measured_on_request(base_run: Path, tmp_path: Path) -> None:
+    new = _copy(base_run, tmp_path / "new")
+    found = compare_runs(base_run, new, Gate(remeasure_same=True, rounds=3, max_rounds=3),
+                         measure=lambda artifact, target, batch: 1.0)
+    rows = [r for v in found["variants"] for r in v["latency"]]
+    assert found["passed"] and all(r["verdict"] == "no change" and len(r["rounds"]) == 3 for r in rows)
