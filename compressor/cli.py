@@ -63,6 +63,8 @@ class ConsoleEvents:
             console.print(f"  [red]failed[/red]: {info['error']}")
         elif kind == "warning":
             console.print(f"[yellow]warning[/yellow] {info['message']}", highlight=False)
+        elif kind == "trial_done":
+            console.print(_trial_line(info), highlight=False)
         elif kind == "bench":
             self.status.update(f"measuring {info['index']}/{info['total']}: {info['artifact']} on {info['target']} batch {info['batch']}")
 
@@ -77,6 +79,18 @@ def _event_line(kind: str, info: dict[str, Any]) -> str:
         return (f"{info['variant']}: {info['index'] + 1}. {info['name']} -> {entry['format_out']}, metric "
                 f"{entry['metric']:.4f} (drop {entry['metric_drop']:+.4f}), {took}")
     return f"{kind}: " + ", ".join(f"{k}={v}" for k, v in info.items())
+
+
+def _trial_line(info: dict[str, Any]) -> str:
+    s = info["summary"]
+    head = f"[bold]{info['trial']}[/bold] ({info['finished']}/{info['requested']})"
+    if s["state"] != "COMPLETE":
+        return f"{head} [red]failed[/red]: {s.get('error', '')}"
+    flag = "" if s["within_budget"] else "  [red]over budget[/red]"
+    cache = s["cache"]
+    return (f"{head} metric {s['metric']:.4f} (drop {s['metric_drop']:+.4f}), p50 {s['p50_ms']:.4g} ms, "
+            f"{s['size_bytes'] / 1024:.1f} KiB; steps run {cache['steps_run']}, cached {cache['steps_cached']}; "
+            f"front: {', '.join(info['front']) or '(none within budget)'}{flag}")
 
 
 def _fail(exc: CompressorError) -> None:
@@ -168,6 +182,41 @@ def run(
 ) -> None:
     """Run a pipeline: every variant's passes, checks after each pass, measurements, reports."""
     _run(pipeline, out, variant, strict, cache, no_bench, trust_code, remeasure, verbose)
+
+
+@app.command()
+def search(
+    pipeline: Path = typer.Argument(..., help="pipeline YAML file with a 'search:' section"),
+    trials: int = typer.Option(..., "--trials", "-n", help="finish this many trials in the study (a rerun continues it)"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="start no trial after this many seconds"),
+    storage: Optional[str] = typer.Option(
+        None, "--storage", help="Optuna storage URL, shared by several drivers (default: sqlite in OUT/search.db)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="run folder (default: runs/<pipeline name>-search)"),
+    cache: Optional[Path] = typer.Option(None, help="cache folder (default: the shared cache, as for 'run')"),
+    trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_HELP),
+    verbose: bool = typer.Option(False, "--verbose", "-V", help=VERBOSE_HELP),
+) -> None:
+    """Search pass settings under the budget (Optuna); the best-so-far front is written after every trial."""
+    from compressor import load_pipeline, search_pipeline
+    from compressor.run.log_file import run_log
+
+    spec = load_pipeline(pipeline.expanduser().resolve())
+    out = _writable_folder(out or Path("runs") / f"{spec.name}-search", "--out")
+    cache = _writable_folder(cache, "--cache") if cache else None
+    events = ConsoleEvents()
+    try:
+        with run_log(out, verbose):
+            results = search_pipeline(spec, out, trials, timeout_s=timeout, storage=storage, cache_dir=cache,
+                                      on_event=events, trust_code=trust_code)
+    finally:
+        events.stop()
+    s = results["search"]
+    console.print(f"\n{s['trials_finished']}/{s['trials_requested']} trials finished (stopped by {s['stopped']}); "
+                  f"front: {', '.join(s['front']) or 'none within budget'}")
+    for d in s["dominance"]:
+        beaten = ", ".join(b["trial"] for b in d["dominated_by"]) or "no trial"
+        console.print(f"  {d['variant']}: beaten by {beaten}", highlight=False)
+    console.print(f"report: {out / 'report.md'}  (also report.html, pareto.png, results.json)")
 
 
 @app.command()

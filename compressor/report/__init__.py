@@ -9,6 +9,7 @@ from typing import Any
 from compressor.cache import atomic_write_text, temp_sibling
 from compressor.errors import ConfigError
 from compressor.report.figures import kib, ratio, significant
+from compressor.report.search import search_lines
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -78,7 +79,7 @@ def markdown(results: dict[str, Any]) -> str:
         out += [f"- {w}" for w in results.get("warnings", [])]  # the run's own: cache entries that failed a check
         out += [f"- **{n}**: {w}" for n, w in warnings]
         out += [f"- target `{s['target']}` skipped: {s['reason']}" for s in results.get("skipped_targets", [])]
-    out += ["", "## Ledger", ""]
+    out += ["", *search_lines(results), "## Ledger", ""]
     for v in results["variants"]:
         out += [f"### {v['name']}", ""]
         if v.get("error"):

@@ -6,7 +6,7 @@ checks the whole format chain of every variant before any work is done.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import (
@@ -20,10 +20,13 @@ from compressor.run.spec import (  # the file's schema; BudgetSpec and DataSpec 
     BOUNDED_METRICS,
     METRICS,
     BudgetSpec,
+    ChoicesSpec,
     DataSpec,
+    ExecutorSpec,
     MetricSpec,
     NpzArraySpec,
     PipelineSpec,
+    RangeSpec,
     Step,
 )
 
@@ -58,14 +61,22 @@ class Pipeline:
 
     def check_chains(self) -> None:
         """Walk every variant's formats; an impossible chain is an error before any work."""
-        start = self.input_format()
         for variant, passes in self.variants.items():
-            fmt = start
-            for index, p in enumerate(passes):
-                try:
-                    fmt = p.produces(fmt)
-                except FormatChainError as exc:
-                    raise FormatChainError(f"variant '{variant}' step {index + 1}: {exc}") from None
+            self._check_chain(f"variant '{variant}'", passes)
+
+    def _check_chain(self, label: str, passes: list[Any]) -> None:
+        fmt = self.input_format()
+        for index, p in enumerate(passes):
+            try:
+                fmt = p.produces(fmt)
+            except FormatChainError as exc:
+                raise FormatChainError(f"{label} step {index + 1}: {exc}") from None
+
+    def build_steps(self, label: str, steps: list[Step]) -> list[Any]:
+        """The passes of a list of steps not in ``variants`` (a search trial), format chain checked."""
+        passes = [_resolve_step(label, i, step) for i, step in enumerate(steps)]
+        self._check_chain(label, passes)
+        return passes
 
     def named_code(self) -> list[str]:
         """The 'module:attr' names this pipeline gives for code a model folder may record: the model
@@ -97,13 +108,18 @@ def _resolve_step(variant: str, index: int, step: Step) -> Any:
         config = config or {}
     else:
         raise ConfigError(
-            f"variant '{variant}' step {index + 1} is {step!r}; write a pass name or "
+            f"{_label(variant)} step {index + 1} is {step!r}; write a pass name or "
             f"{{pass.name: {{key: value}}}} with one pass per step."
         )
     try:
         return build_pass(name, config)
     except ConfigError as exc:
-        raise type(exc)(f"variant '{variant}' step {index + 1}: {exc}") from None
+        raise type(exc)(f"{_label(variant)} step {index + 1}: {exc}") from None
+
+
+def _label(variant: str) -> str:
+    """How an error names a list of steps: "variant 'x'", or the caller's own label (a search template)."""
+    return variant if variant.startswith(("variant ", "search ")) else f"variant '{variant}'"
 
 
 def _explain(exc: ValidationError, source: str) -> ConfigError:
@@ -143,16 +159,17 @@ def _form_tag(part: Any) -> bool:
 
 def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     """The pydantic model found by following ``loc`` from ``model``; None where it leaves models."""
-    named = {cls.__name__: cls for cls in (MetricSpec, NpzArraySpec)}  # the models that are one form of a union
-    tags = [p for p in loc if isinstance(p, str) and p in named]
+    named = {cls.__name__: cls for cls in (MetricSpec, NpzArraySpec, ExecutorSpec, RangeSpec, ChoicesSpec)}
+    tags = [p for p in loc if isinstance(p, str) and p in named]  # the models that are one form of a union
     if tags:
         return named[tags[-1]]
     for part in loc:
         field = model.model_fields.get(part) if isinstance(part, str) else None
         annotation = field.annotation if field else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        forms = [a for a in (get_args(annotation) or (annotation,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if len(forms) != 1:  # an optional section (search: SearchSpec | None) has one model form
             return None
-        model = annotation
+        model = forms[0]
     return model
 
 
@@ -179,6 +196,11 @@ def parse_pipeline(raw: Any, base_dir: Path, source: str = "pipeline") -> Pipeli
         parse_target(target)
     pipeline = Pipeline(spec, base_dir)
     pipeline.check_chains()
+    if spec.search is not None:
+        from compressor.run.search_space import check_search
+
+        parse_target(spec.search.latency.target)
+        check_search(spec.search, pipeline.variants, pipeline.build_steps)
     return pipeline
 
 
