@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -80,18 +79,9 @@ def make_sampler(ctx: RunContext, number: int) -> Any:
 
     search = ctx.spec.search
     seed = int(cache_key("sampler", search.seed, number)[:8], 16)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if search.sampler == "nsga2":
-            return optuna.samplers.NSGAIISampler(population_size=max(2, search.startup_trials), seed=seed,
-                                                 constraints_func=_constraints)
-        return optuna.samplers.TPESampler(n_startup_trials=search.startup_trials, seed=seed,
-                                          constraints_func=_constraints)
-
-
-def _constraints(trial: Any) -> list[float]:
-    """The budget as Optuna's constraint: <= 0 is feasible."""
-    return [float(trial.user_attrs.get("budget_excess", 1.0))]
+    if search.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(population_size=max(2, search.startup_trials), seed=seed)
+    return optuna.samplers.TPESampler(n_startup_trials=search.startup_trials, seed=seed)
 
 
 def recover_interrupted(study: Any) -> list[int]:
@@ -127,8 +117,8 @@ def run_trial(ctx: RunContext, study: Any, params: list[Param], measure: Callabl
     trial = study.ask()
     name = f"trial-{trial.number:04d}"
     template, steps, values = sample(trial, ctx.spec.search, params)
-    for key, value in {"name": name, "template": template, "steps": steps}.items():
-        trial.set_user_attr(key, value)
+    for key, value in {"name": name, "template": template, "steps": steps, "params": values}.items():
+        trial.set_user_attr(key, value)  # stored before any work: an interrupted trial is drawn again from them
     summary: dict[str, Any] = {"name": name, "number": trial.number, "template": template, "params": values}
     outcome = run_variant(ctx, name, ctx.pipeline.build_steps(name, steps))
     summary["cache"] = {"steps_cached": sum(e["cache_hit"] for e in outcome.ledger),
@@ -140,13 +130,14 @@ def run_trial(ctx: RunContext, study: Any, params: list[Param], measure: Callabl
     else:
         summary["error"] = outcome.error or (row or {}).get("error", "no artifact")
     for key, value in summary.items():
-        if key not in ("name", "template"):
+        if key not in ("name", "template", "params"):
             trial.set_user_attr(key, value)
     if "error" in summary:
         study.tell(trial, state=TrialState.FAIL)
         summary["state"] = "FAIL"
     else:
         summary["state"] = "COMPLETE"
+        trial.set_constraint("budget", summary["budget_excess"])  # the budget: feasible when <= 0
         higher = ctx.metric.higher_is_better
         study.tell(trial, objective_values(summary, ctx.spec.search.objectives, higher))
     summary["outcome"] = outcome
