@@ -59,7 +59,8 @@ def markdown(results: dict[str, Any]) -> str:
              for b in ref.get("benchmarks", [])]
     for v in results["variants"]:
         for b in v.get("benchmarks", []):
-            brows.append([v["name"], b["runtime"] + ":" + b["device"], b["batch_size"], *_figures(b),
+            where = f"@node:{b['resource']}" if b.get("resource") else ""
+            brows.append([v["name"], b["runtime"] + ":" + b["device"] + where, b["batch_size"], *_figures(b),
                           b.get("metric", b.get("error"))])
     out += _table(["model", "target", "batch", "p50 ms", "p90 ms", "cv", "per s", "cold ms", "RSS MB", metric], brows)
     cached = sum(b.get("cached", False) for v in [ref, *results["variants"]] for b in v.get("benchmarks", []))

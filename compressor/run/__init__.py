@@ -29,18 +29,25 @@ def run_pipeline(pipeline: Pipeline, out_dir: Path, cache_dir: Path | None = Non
     from compressor.cache import default_cache_dir
     from compressor.measure.environment import fingerprint
     from compressor.run.context import prepare, quiet
+    from compressor.run.executors import make_executor
     from compressor.run.lock import run_folder_lock
     from compressor.run.measurements import collect
     from compressor.run.results import build_results, write_run
-    from compressor.run.step import refuse_early, run_variant
+    from compressor.run.step import refuse_early
 
     out_dir = Path(out_dir)
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     with run_folder_lock(out_dir):
-        ctx = prepare(pipeline, Path(cache_dir) if cache_dir else default_cache_dir(), on_event or quiet, trust_code)
+        ctx = prepare(pipeline, cache_dir, on_event or quiet, trust_code)
         refuse_early(ctx, pipeline)
-        outcomes = [run_variant(ctx, name, passes) for name, passes in pipeline.variants.items()]
-        benches, skipped = collect(ctx, outcomes, remeasure) if benchmark else ({}, [])
+        executor = make_executor(pipeline, cache_dir, trust_code)  # local, or Ray tasks on a cluster
+        try:
+            outcomes = executor.run_variants(ctx, pipeline.variants)
+            benches, skipped = collect(ctx, outcomes, remeasure, executor.measure) if benchmark else ({}, [])
+        finally:
+            executor.close()
         results = build_results(ctx, outcomes, benches, skipped, fingerprint())
+        results["executor"] = executor.kind
         write_run(out_dir, results, outcomes)
     return results
 

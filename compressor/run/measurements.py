@@ -139,6 +139,8 @@ def collect(ctx: RunContext, outcomes: list[VariantOutcome], remeasure: bool = F
             if rt.can_run(a.format) for b in ctx.spec.benchmark.batch_sizes]
     results: dict[str, list[dict]] = {}
     for job, entry in zip(jobs, measure_jobs(ctx, jobs, remeasure)):
+        if job.target.resource:  # the Ray resource its node advertises (executor: ray)
+            entry["resource"] = job.target.resource
         results.setdefault(job.artifact.sha256, []).append(entry)
     for o in outcomes:  # each ledger step carries the measurements of the artifact it made
         for i, step in enumerate(o.ledger):

@@ -196,6 +196,9 @@ def parse_pipeline(raw: Any, base_dir: Path, source: str = "pipeline") -> Pipeli
         parse_target(target)
     pipeline = Pipeline(spec, base_dir)
     pipeline.check_chains()
+    from compressor.run.executors import check_targets_fit
+
+    check_targets_fit(pipeline)
     if spec.search is not None:
         from compressor.run.search_space import check_search
 
