@@ -63,6 +63,7 @@ def search_pipeline(pipeline: Pipeline, out_dir: Path, trials: int, timeout_s: f
     from compressor.cache import default_cache_dir
     from compressor.errors import ConfigError
     from compressor.run.context import prepare, quiet
+    from compressor.run.executors import make_executor
     from compressor.run.lock import run_folder_lock
     from compressor.run.search import run_search
 
@@ -72,7 +73,12 @@ def search_pipeline(pipeline: Pipeline, out_dir: Path, trials: int, timeout_s: f
     if trials < 1:
         raise ConfigError(f"--trials {trials} is not a number of trials; give 1 or more.")
     out_dir = Path(out_dir)
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     with run_folder_lock(out_dir):
-        ctx = prepare(pipeline, Path(cache_dir) if cache_dir else default_cache_dir(), on_event or quiet, trust_code)
-        return run_search(ctx, out_dir, trials, timeout_s, storage, on_front or (lambda results: None),
-                          on_event or quiet)
+        ctx = prepare(pipeline, cache_dir, on_event or quiet, trust_code)
+        executor = make_executor(pipeline, cache_dir, trust_code)  # trials and measurements: here or on Ray
+        try:
+            return run_search(ctx, out_dir, trials, timeout_s, storage, on_front or (lambda results: None),
+                              on_event or quiet, executor)
+        finally:
+            executor.close()

@@ -40,6 +40,9 @@ class LocalExecutor:
 
     kind = "local"
 
+    def __init__(self) -> None:
+        self.trial_steps: dict[str, list[Any]] = {}  # a search's trials: their steps (the Ray executor needs them)
+
     def run_variants(self, ctx: RunContext, variants: dict[str, list[Any]]) -> list[VariantOutcome]:
         return [run_variant(ctx, name, passes) for name, passes in variants.items()]
 

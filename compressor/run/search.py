@@ -109,7 +109,8 @@ def finished_trials(study: Any) -> list[Any]:
             if not t.user_attrs.get("interrupted")]
 
 
-def run_trial(ctx: RunContext, study: Any, params: list[Param], measure: Callable[..., dict]) -> dict[str, Any]:
+def run_trial(ctx: RunContext, study: Any, params: list[Param], measure: Callable[..., dict],
+              executor: Any = None) -> dict[str, Any]:
     """Draw, build, run, measure and score one trial; tell Optuna; return its summary."""
     from optuna.trial import TrialState
 
@@ -120,7 +121,12 @@ def run_trial(ctx: RunContext, study: Any, params: list[Param], measure: Callabl
     for key, value in {"name": name, "template": template, "steps": steps, "params": values}.items():
         trial.set_user_attr(key, value)  # stored before any work: an interrupted trial is drawn again from them
     summary: dict[str, Any] = {"name": name, "number": trial.number, "template": template, "params": values}
-    outcome = run_variant(ctx, name, ctx.pipeline.build_steps(name, steps))
+    passes = ctx.pipeline.build_steps(name, steps)
+    if executor is None:
+        outcome = run_variant(ctx, name, passes)
+    else:  # a Ray task on the cluster, or this process
+        executor.trial_steps[name] = steps
+        outcome = executor.run_variants(ctx, {name: passes})[0]
     summary["cache"] = {"steps_cached": sum(e["cache_hit"] for e in outcome.ledger),
                         "steps_run": sum(not e["cache_hit"] for e in outcome.ledger)}
     row = measure(outcome) if outcome.artifact is not None else None
@@ -194,7 +200,7 @@ def search_section(ctx: RunContext, study: Any, url: str, requested: int, compar
 
 
 def run_search(ctx: RunContext, out_dir: Path, trials: int, timeout_s: float | None, storage: str | None,
-               on_front: Callable[[dict[str, Any]], None], on_event: Event = quiet) -> dict[str, Any]:
+               on_front: Callable[[dict[str, Any]], None], on_event: Event = quiet, executor: Any = None) -> dict[str, Any]:
     """Run trials until ``trials`` have finished in the study (or ``timeout_s`` passed); return the results.
 
     ``on_front(results)`` is called after every trial with the best-so-far results (the run folder
@@ -207,7 +213,7 @@ def run_search(ctx: RunContext, out_dir: Path, trials: int, timeout_s: float | N
     redone = recover_interrupted(study) if storage is None else []
     if redone:
         on_event("warning", message=f"search resumed: trial(s) {redone} were cut short and are drawn again")
-    writer = SearchWriter(ctx, out_dir)
+    writer = SearchWriter(ctx, out_dir, executor.measure if executor is not None else None)
     params = space_params(ctx.spec.search)
     start, stopped = time.monotonic(), "trials"
     results = writer.write(study, url, trials, "trials", on_front)
@@ -215,7 +221,7 @@ def run_search(ctx: RunContext, out_dir: Path, trials: int, timeout_s: float | N
         if timeout_s is not None and time.monotonic() - start >= timeout_s:
             stopped = "timeout"
             break
-        summary = run_trial(ctx, study, params, writer.measure)
+        summary = run_trial(ctx, study, params, writer.measure, executor)
         writer.remember(summary)
         results = writer.write(study, url, trials, "running", on_front)
         on_event("trial_done", trial=summary["name"], state=summary["state"], summary=summary,

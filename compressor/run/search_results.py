@@ -39,10 +39,10 @@ def final_format(ctx: RunContext, passes: list[Any]) -> Any:
 class SearchWriter:
     """Measures trials and the compared variants, and writes the run folder after every trial."""
 
-    def __init__(self, ctx: RunContext, out_dir: Path, measure_jobs: Any = measure_locally) -> None:
+    def __init__(self, ctx: RunContext, out_dir: Path, measure_jobs: Any = None) -> None:
         from compressor.measure.environment import fingerprint
 
-        self.ctx, self.out_dir, self.measure_jobs = ctx, Path(out_dir), measure_jobs
+        self.ctx, self.out_dir, self.measure_jobs = ctx, Path(out_dir), measure_jobs or measure_locally
         self.target, self.runtime = latency_target(ctx)
         self.batch = ctx.spec.search.latency.batch_size
         for name, steps in ctx.spec.search.templates.items():

@@ -314,7 +314,7 @@ def structured_prune(artifact: Artifact, config: StructuredPruningConfig, ctx: P
     if config.finetune_epochs:
         split = ctx.data.split("training", needed_by="prune.structured fine-tuning")
         history = fit(module, split, artifact.signature, epochs=config.finetune_epochs, lr=config.lr,
-                      batch_size=config.batch_size, seed=ctx.seed, say=ctx.say)
+                      batch_size=config.batch_size, seed=ctx.seed, say=ctx.say, workers=config.workers)
     after = params_and_macs(module.eval(), sample)
     meta: dict[str, Any] = {"source_factory": desc["factory"], "source_kwargs": desc.get("kwargs", {})}
     if config.save_as == "factory":

@@ -31,10 +31,11 @@ class StructuredPruningConfig(PassConfig):
     finetune_epochs: int = Field(0, ge=0, description="epochs of fine-tuning on the training split after pruning")
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, ge=1)
+    workers: int = Field(1, ge=1, description="data-parallel training workers through Ray Train (1: this process)")
 
     @model_validator(mode="after")
     def _no_ignored_keys(self) -> StructuredPruningConfig:
-        self.only_with(("lr", "batch_size"), self.finetune_epochs > 0, "finetune_epochs > 0")
+        self.only_with(("lr", "batch_size", "workers"), self.finetune_epochs > 0, "finetune_epochs > 0")
         return self
 
 
