@@ -35,7 +35,7 @@ def _worker_loop(config: dict[str, Any]) -> None:
     import ray.train.torch
     from safetensors.torch import save_file
 
-    from compressor.passes._torch_fit import pinned_threads, train_epochs
+    from compressor.passes._torch_loop import pinned_threads, train_epochs
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()

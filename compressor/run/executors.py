@@ -61,19 +61,6 @@ def make_executor(pipeline: Pipeline, cache_dir: Path, trust_code: bool) -> Loca
     return LocalExecutor()
 
 
-def check_targets_fit(pipeline: Pipeline) -> None:
-    """A target bound to a Ray resource needs the Ray executor: refuse it otherwise, before any work."""
-    from backends import parse_target
-
-    if pipeline.spec.executor_spec.kind == "ray":
-        return
-    search = pipeline.spec.search
-    for text in pipeline.spec.targets + ([search.latency.target] if search else []):
-        if parse_target(text).resource:
-            raise ConfigError(f"target '{text}' names a Ray resource, which only the Ray executor can place; "
-                              f"add 'executor: {{kind: ray}}' to the pipeline or drop '@node:...' from the target.")
-
-
 class RayExecutor:
     """Variants and measurements as Ray tasks; a cluster started here is shut down by ``close``."""
 

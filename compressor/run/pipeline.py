@@ -196,8 +196,6 @@ def parse_pipeline(raw: Any, base_dir: Path, source: str = "pipeline") -> Pipeli
         parse_target(target)
     pipeline = Pipeline(spec, base_dir)
     pipeline.check_chains()
-    from compressor.run.executors import check_targets_fit
-
     check_targets_fit(pipeline)
     if spec.search is not None:
         from compressor.run.search_space import check_search
@@ -205,6 +203,19 @@ def parse_pipeline(raw: Any, base_dir: Path, source: str = "pipeline") -> Pipeli
         parse_target(spec.search.latency.target)
         check_search(spec.search, pipeline.variants, pipeline.build_steps)
     return pipeline
+
+
+def check_targets_fit(pipeline: Pipeline) -> None:
+    """A target bound to a Ray resource needs the Ray executor: refuse it otherwise, before any work."""
+    from backends import parse_target
+
+    if pipeline.spec.executor_spec.kind == "ray":
+        return
+    search = pipeline.spec.search
+    for text in pipeline.spec.targets + ([search.latency.target] if search else []):
+        if parse_target(text).resource:
+            raise ConfigError(f"target '{text}' names a Ray resource, which only the Ray executor can place; "
+                              f"add 'executor: {{kind: ray}}' to the pipeline or drop '@node:...' from the target.")
 
 
 class DuplicateKeyError(yaml.YAMLError):

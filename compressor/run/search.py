@@ -18,15 +18,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from compressor.cache import cache_key
 from compressor.errors import ConfigError
 from compressor.run.context import Event, RunContext, quiet
-from compressor.run.search_front import directions, dominance, metric_interval, objective_values, pareto_front
+from compressor.run.search_front import directions, metric_interval, objective_values
 from compressor.run.search_space import Param, sample, space_params
+from compressor.run.search_results import SearchWriter, shown_url
 from compressor.run.step import VariantOutcome, run_variant
 
 log = logging.getLogger(__name__)
@@ -42,15 +42,6 @@ def study_name(ctx: RunContext) -> str:
 def storage_url(out_dir: Path, storage: str | None) -> str:
     """``storage`` as given, else SQLite in the run folder."""
     return storage or f"sqlite:///{(Path(out_dir) / STORAGE_FILE).resolve()}"
-
-
-def shown_url(url: str) -> str:
-    """A storage URL fit for results.json: the password, if any, replaced by ***."""
-    head, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at or ":" not in creds:
-        return url
-    return f"{head}{sep}{creds.split(':', 1)[0]}:***@{host}"
 
 
 def open_study(ctx: RunContext, url: str, higher_is_better: bool) -> Any:
@@ -130,7 +121,7 @@ def run_trial(ctx: RunContext, study: Any, params: list[Param], measure: Callabl
     summary["cache"] = {"steps_cached": sum(e["cache_hit"] for e in outcome.ledger),
                         "steps_run": sum(not e["cache_hit"] for e in outcome.ledger)}
     row = measure(outcome) if outcome.artifact is not None else None
-    if row is not None and "error" not in row:
+    if row is not None and "error" not in row:  # a model measured before (this search, or the cache) is reused
         summary["cache"]["measurement_cached"] = bool(row.get("cached"))
         summary.update(trial_figures(ctx, outcome, row))
     else:
@@ -162,43 +153,6 @@ def trial_figures(ctx: RunContext, outcome: VariantOutcome, row: dict[str, Any])
             "p50_high_ms": row.get("p50_high_ms", row["p50_ms"])}
 
 
-def summaries(study: Any) -> list[dict[str, Any]]:
-    """Every trial's stored summary, in trial order (from the database: trials of earlier sessions too)."""
-    out = []
-    for t in study.get_trials(deepcopy=False):
-        s = {k: v for k, v in t.user_attrs.items() if k != "steps"}
-        s.setdefault("name", f"trial-{t.number:04d}")
-        s.update(number=t.number, state=t.state.name)
-        out.append(s)
-    return out
-
-
-def search_section(ctx: RunContext, study: Any, url: str, requested: int, compared: list[dict[str, Any]],
-                   stopped: str) -> dict[str, Any]:
-    """results.json's ``search``: the study, every trial, the front, the cache's share, who beat whom."""
-    search, higher = ctx.spec.search, ctx.metric.higher_is_better
-    rows = summaries(study)
-    done = [r for r in rows if r["state"] == "COMPLETE"]
-    front = sorted(pareto_front(done, search.objectives, higher), key=lambda r: r["p50_ms"])
-    cache = {"steps_run": 0, "steps_cached": 0, "measurements_taken": 0, "measurements_cached": 0}
-    for r in rows:
-        c = r.get("cache", {})
-        cache["steps_run"] += c.get("steps_run", 0)
-        cache["steps_cached"] += c.get("steps_cached", 0)
-        if "measurement_cached" in c:
-            cache["measurements_cached" if c["measurement_cached"] else "measurements_taken"] += 1
-    return {
-        "study": study.study_name, "storage": shown_url(url), "sampler": search.sampler,
-        "objectives": search.objectives, "directions": directions(search.objectives, higher),
-        "latency": search.latency.model_dump(), "trials_requested": requested,
-        "trials_finished": sum(r["state"] in ("COMPLETE", "FAIL") and not r.get("interrupted") for r in rows),
-        "trials_failed": sum(r["state"] == "FAIL" and not r.get("interrupted") for r in rows),
-        "trials_interrupted": sum(bool(r.get("interrupted")) for r in rows), "stopped": stopped,
-        "front": [r["name"] for r in front], "trials": rows, "cache": cache, "compared": compared,
-        "dominance": dominance(done, compared, higher),
-    }
-
-
 def run_search(ctx: RunContext, out_dir: Path, trials: int, timeout_s: float | None, storage: str | None,
                on_front: Callable[[dict[str, Any]], None], on_event: Event = quiet, executor: Any = None) -> dict[str, Any]:
     """Run trials until ``trials`` have finished in the study (or ``timeout_s`` passed); return the results.
@@ -206,8 +160,6 @@ def run_search(ctx: RunContext, out_dir: Path, trials: int, timeout_s: float | N
     ``on_front(results)`` is called after every trial with the best-so-far results (the run folder
     writer: results.json, artifacts, reports).
     """
-    from compressor.run.search_results import SearchWriter
-
     url = storage_url(out_dir, storage)
     study = open_study(ctx, url, ctx.metric.higher_is_better)
     redone = recover_interrupted(study) if storage is None else []
@@ -227,8 +179,3 @@ def run_search(ctx: RunContext, out_dir: Path, trials: int, timeout_s: float | N
         on_event("trial_done", trial=summary["name"], state=summary["state"], summary=summary,
                  finished=len(finished_trials(study)), requested=trials, front=results["search"]["front"])
     return writer.write(study, url, trials, stopped, on_front)
-
-
-def quiet_context(ctx: RunContext) -> RunContext:
-    """``ctx`` with its events sent to the log only (rebuilding an earlier trial from the cache)."""
-    return replace(ctx, on_event=quiet)

@@ -7,14 +7,15 @@ study, every trial, the front, the cache's share of the work and which trials be
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from compressor.errors import ConfigError
-from compressor.run.context import RunContext
+from compressor.run.context import RunContext, quiet
 from compressor.run.measurements import MeasureJob, measure_locally, usable_targets
 from compressor.run.results import build_results, write_run
-from compressor.run.search_front import metric_interval
+from compressor.run.search_front import directions, dominance, metric_interval, pareto_front
 from compressor.run.step import VariantOutcome, run_variant
 
 
@@ -72,9 +73,10 @@ class SearchWriter:
     def measure(self, outcome: VariantOutcome) -> dict[str, Any]:
         """The row of ``outcome``'s model on the latency target and batch (cached when measured before)."""
         sha = outcome.artifact.sha256
-        if sha not in self.rows:
-            job = MeasureJob(outcome.artifact, self.target, self.runtime, self.batch)
-            self.rows[sha] = self.measure_jobs(self.ctx, [job])[0]
+        if sha in self.rows:  # the same model again (a trial drawing settings drawn before): reused
+            return {**self.rows[sha], "cached": True}
+        job = MeasureJob(outcome.artifact, self.target, self.runtime, self.batch)
+        self.rows[sha] = self.measure_jobs(self.ctx, [job])[0]
         return self.rows[sha]
 
     def remember(self, summary: dict[str, Any]) -> None:
@@ -83,8 +85,6 @@ class SearchWriter:
 
     def _outcome(self, study: Any, name: str, number: int) -> VariantOutcome:
         if name not in self.outcomes:  # a trial of an earlier session: every step is a cache hit
-            from compressor.run.search import quiet_context
-
             steps = study.get_trials(deepcopy=False)[number].user_attrs["steps"]
             quiet = quiet_context(self.ctx)
             self.outcomes[name] = run_variant(quiet, name, self.ctx.pipeline.build_steps(name, steps))
@@ -104,8 +104,6 @@ class SearchWriter:
 
     def write(self, study: Any, url: str, requested: int, stopped: str, on_front: Any) -> dict[str, Any]:
         """results.json (and, through ``on_front``, the reports) with the compared variants and the front."""
-        from compressor.run.search import search_section
-
         section = search_section(self.ctx, study, url, requested, self._compared_rows(), stopped)
         numbers = {r["name"]: r["number"] for r in section["trials"]}
         front = [self._outcome(study, name, numbers[name]) for name in section["front"]]
@@ -131,3 +129,57 @@ class SearchWriter:
             stem = path.name.split(".")[0]
             if stem.startswith("trial-") and stem not in keep:
                 shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(missing_ok=True)
+
+
+def shown_url(url: str) -> str:
+    """A storage URL fit for results.json: the password, if any, replaced by ***."""
+    head, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at or ":" not in creds:
+        return url
+    return f"{head}{sep}{creds.split(':', 1)[0]}:***@{host}"
+
+
+def summaries(study: Any) -> list[dict[str, Any]]:
+    """Every trial's stored summary, in trial order (from the database: trials of earlier sessions too)."""
+    out = []
+    for t in study.get_trials(deepcopy=False):
+        s = {k: v for k, v in t.user_attrs.items() if k != "steps"}
+        s.setdefault("name", f"trial-{t.number:04d}")
+        s.update(number=t.number, state=t.state.name)
+        out.append(s)
+    return out
+
+
+def search_section(ctx: RunContext, study: Any, url: str, requested: int, compared: list[dict[str, Any]],
+                   stopped: str) -> dict[str, Any]:
+    """results.json's ``search``: the study, every trial, the front, the cache's share, who beat whom."""
+    search, higher = ctx.spec.search, ctx.metric.higher_is_better
+    rows = summaries(study)
+    done = [r for r in rows if r["state"] == "COMPLETE"]
+    first = {}  # trials that made the same model (the same settings drawn again) are one point: the first
+    for r in done:
+        first.setdefault(r.get("sha256"), r)
+    front = sorted(pareto_front(list(first.values()), search.objectives, higher), key=lambda r: r["p50_ms"])
+    cache = {"steps_run": 0, "steps_cached": 0, "measurements_taken": 0, "measurements_cached": 0}
+    for r in rows:
+        c = r.get("cache", {})
+        cache["steps_run"] += c.get("steps_run", 0)
+        cache["steps_cached"] += c.get("steps_cached", 0)
+        if "measurement_cached" in c:
+            cache["measurements_cached" if c["measurement_cached"] else "measurements_taken"] += 1
+    return {
+        "study": study.study_name, "storage": shown_url(url), "sampler": search.sampler,
+        "objectives": search.objectives, "directions": directions(search.objectives, higher),
+        "latency": search.latency.model_dump(), "trials_requested": requested,
+        "trials_finished": sum(r["state"] in ("COMPLETE", "FAIL") and not r.get("interrupted") for r in rows),
+        "trials_failed": sum(r["state"] == "FAIL" and not r.get("interrupted") for r in rows),
+        "trials_interrupted": sum(bool(r.get("interrupted")) for r in rows), "stopped": stopped,
+        "front": [r["name"] for r in front], "trials": rows, "cache": cache, "compared": compared,
+        "dominance": dominance(done, compared, higher),
+    }
+
+
+def quiet_context(ctx: RunContext) -> RunContext:
+    """``ctx`` with its events sent to the log only (rebuilding an earlier trial from the cache)."""
+    return replace(ctx, on_event=quiet)

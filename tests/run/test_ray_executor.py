@@ -40,6 +40,7 @@ def _summary(results: dict[str, Any]) -> list[tuple]:
             for v in results["variants"]]
 
 
+@pytest.mark.slow
 def test_ray_gives_the_local_results_and_measures_on_the_resource_node(cluster, tmp_path, tiny_weights) -> None:
     _, board = cluster
     local = run_pipeline(parse_pipeline(pipeline_dict(tiny_weights, VARIANTS, benchmark=BENCH), tmp_path),
