@@ -3,7 +3,6 @@ metrics and artifact hashes as the local executor, and resource-bound measuremen
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
