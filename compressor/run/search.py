@@ -50,10 +50,12 @@ def open_study(ctx: RunContext, url: str, higher_is_better: bool) -> Any:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     search = ctx.spec.search
+    from sqlalchemy.exc import SQLAlchemyError  # optuna's RDB storage is SQLAlchemy
+
     try:
         return optuna.create_study(storage=url, study_name=study_name(ctx), load_if_exists=True,
                                    directions=directions(search.objectives, higher_is_better))
-    except (ImportError, ValueError, optuna.exceptions.OptunaError) as exc:
+    except (ImportError, ValueError, SQLAlchemyError, optuna.exceptions.OptunaError) as exc:
         raise ConfigError(f"--storage '{shown_url(url)}' cannot hold the study ({str(exc).splitlines()[0]}); give a "
                           f"database URL Optuna supports (sqlite:///path/search.db, postgresql://...) with its "
                           f"driver installed.") from None
