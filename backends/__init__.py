@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 from dataclasses import dataclass
 
 from backends.base import Runtime, Session, package_installed
@@ -14,6 +15,7 @@ from compressor.errors import ConfigError, RuntimeUnavailableError, unknown_name
 
 __all__ = ["Runtime", "Session", "package_installed", "RUNTIMES", "get_runtime", "parse_target", "Target", "default_runtime"]
 
+RESOURCE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 RUNTIMES: dict[str, str] = {
     "onnxruntime": "backends._onnx:OnnxRuntime",
     "torch": "backends._torch:TorchRuntime",
@@ -23,13 +25,16 @@ RUNTIMES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Target:
-    """A runtime on a device, as written in a pipeline: ``onnxruntime:cpu``, ``torch:cuda``."""
+    """A runtime on a device, as written in a pipeline: ``onnxruntime:cpu``, ``torch:cuda``, and
+    optionally the Ray custom resource a node must advertise to measure it: ``onnxruntime:cpu@node:arm64-board``."""
 
     runtime: str
     device: str = "cpu"
+    resource: str | None = None
 
     def __str__(self) -> str:
-        return f"{self.runtime}:{self.device}"
+        where = f"@node:{self.resource}" if self.resource else ""
+        return f"{self.runtime}:{self.device}{where}"
 
 
 def get_runtime(name: str) -> Runtime:
@@ -41,7 +46,14 @@ def get_runtime(name: str) -> Runtime:
 
 
 def parse_target(text: str) -> Target:
-    """Parse ``runtime:device``; the device defaults to cpu. Unknown names are errors."""
+    """Parse ``runtime:device[@node:RESOURCE]``; the device defaults to cpu. Unknown names are errors."""
+    text, at, where = text.partition("@")
+    resource = None
+    if at:
+        kind, _, resource = where.partition(":")
+        if kind != "node" or not RESOURCE_NAME.fullmatch(resource):
+            raise ConfigError(f"target '{text}@{where}': after '@' write 'node:RESOURCE', a Ray custom resource "
+                              f"of letters, digits, '.', '_', '-' (e.g. 'onnxruntime:cpu@node:arm64-board').")
     runtime, _, device = text.partition(":")
     device = device or "cpu"
     rt = get_runtime(runtime)
@@ -50,7 +62,7 @@ def parse_target(text: str) -> Target:
             f"target '{text}': runtime '{runtime}' has no device '{device}'; allowed: "
             f"{', '.join(rt.devices)}."
         )
-    return Target(runtime, device)
+    return Target(runtime, device, resource)
 
 
 def default_runtime(fmt: str) -> Runtime:

@@ -23,7 +23,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Artifact", "Lineage", "Signature", "TensorSpec", "Format", "CompressorError", "ConfigError",
     "ConversionError", "DataError", "FormatChainError", "ModelLoadError", "PassError",
-    "RuntimeUnavailableError", "VerificationError", "compare", "load_pipeline", "run_pipeline", "__version__",
+    "RuntimeUnavailableError", "VerificationError", "compare", "load_pipeline", "run_pipeline", "search_pipeline",
+    "__version__",
 ]
 
 
@@ -92,3 +93,16 @@ def _package(pipeline, out_dir, results, on_event):  # noqa: ANN001, ANN202
                        f"package.variants for ARM devices")
         if problem and on_event:
             on_event("warning", message=f"package for {record['target']}: {problem}")
+
+
+def search_pipeline(pipeline, out_dir, trials, **kwargs):  # noqa: ANN001, ANN201
+    """Search a loaded pipeline's ``search:`` section into ``out_dir``, writing the reports after every trial.
+
+    See compressor.run.search_pipeline for the keyword arguments.
+    """
+    from pathlib import Path
+
+    from compressor.report import write_reports
+    from compressor.run import search_pipeline as _search
+
+    return _search(pipeline, out_dir, trials, on_front=lambda results: write_reports(results, Path(out_dir)), **kwargs)

@@ -5,6 +5,7 @@ Warm-up by count and by time, then at least ``min_runs`` runs and at least ``min
 """
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -34,6 +35,8 @@ class Timing:
     cv: float
     min_ms: float
     robust_cv: float = 0.0  # 1.4826 x median absolute deviation / median: the spread of the bulk of the runs
+    p50_low_ms: float = float("nan")  # a 95% interval of the median (order statistics of these runs)
+    p50_high_ms: float = float("nan")
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -63,13 +66,25 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
+def median_interval(sorted_values: list[float]) -> tuple[float, float]:
+    """A distribution-free 95% interval of the median: the order statistics n/2 -+ 1.96 sqrt(n)/2.
+
+    It holds for the runs of one measurement; the spread between processes is not in it.
+    """
+    n = len(sorted_values)
+    half = 1.96 * math.sqrt(n) / 2
+    lo, hi = max(0, math.floor(n / 2 - half) - 1), min(n - 1, math.ceil(n / 2 + half))
+    return sorted_values[lo], sorted_values[hi]
+
+
 def summarize(samples_ns: list[int]) -> Timing:
     ms = sorted(s / 1e6 for s in samples_ns)
     mean = statistics.fmean(ms)
     std = statistics.pstdev(ms) if len(ms) > 1 else 0.0
+    low, high = median_interval(ms)
     return Timing(
         runs=len(ms), p50_ms=percentile(ms, 50), p90_ms=percentile(ms, 90), p99_ms=percentile(ms, 99),
-        mean_ms=mean, std_ms=std, cv=std / mean if mean else 0.0, min_ms=ms[0],
+        mean_ms=mean, std_ms=std, cv=std / mean if mean else 0.0, min_ms=ms[0], p50_low_ms=low, p50_high_ms=high,
         robust_cv=robust_cv(ms),
     )
 

@@ -8,6 +8,7 @@ from typing import Any
 from compressor.cache import atomic_write_text, temp_sibling
 from compressor.errors import ConfigError
 from compressor.report.figures import kib, ratio, significant
+from compressor.report.search import search_lines
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -63,7 +64,8 @@ def markdown(results: dict[str, Any]) -> str:
              for b in ref.get("benchmarks", [])]
     for v in results["variants"]:
         for b in v.get("benchmarks", []):
-            brows.append([v["name"], b["runtime"] + ":" + b["device"], b["batch_size"], *_figures(b),
+            where = f"@node:{b['resource']}" if b.get("resource") else ""
+            brows.append([v["name"], b["runtime"] + ":" + b["device"] + where, b["batch_size"], *_figures(b),
                           b.get("metric", b.get("error"))])
     out += _table(["model", "target", "batch", "p50 ms", "p90 ms", "cv", "per s", "cold ms", "RSS MB", metric], brows)
     cached = sum(b.get("cached", False) for v in [ref, *results["variants"]] for b in v.get("benchmarks", []))
@@ -89,7 +91,7 @@ def markdown(results: dict[str, Any]) -> str:
         out += [f"- {w}" for w in results.get("warnings", [])]  # the run's own: cache entries that failed a check
         out += [f"- **{n}**: {w}" for n, w in warnings]
         out += [f"- target `{s['target']}` skipped: {s['reason']}" for s in results.get("skipped_targets", [])]
-    out += ["", "## Ledger", ""]
+    out += ["", *search_lines(results), "## Ledger", ""]
     for v in results["variants"]:
         out += [f"### {v['name']}", ""]
         if v.get("error"):

@@ -6,6 +6,8 @@ too, so the report can say whether the step made the model faster on that target
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from compressor.artifact import Artifact
@@ -15,7 +17,7 @@ from compressor.run.context import RunContext
 from compressor.run.step import VariantOutcome
 
 BENCH_FIELDS = ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "cv", "robust_cv", "throughput_per_s", "cold_start_ms",
-                "peak_rss_mb")
+                "peak_rss_mb", "p50_low_ms", "p50_high_ms")
 
 
 def artifacts_to_measure(ctx: RunContext, outcomes: list[VariantOutcome]) -> list[Artifact]:
@@ -48,7 +50,7 @@ def usable_targets(targets: list[str]) -> tuple[list[Any], list[dict[str, str]]]
     return usable, skipped
 
 
-MEASUREMENT_VERSION = 2  # bump when the harness changes what a figure means
+MEASUREMENT_VERSION = 3  # 2: the p50's 95% interval; 3: robust cv, the noise guard; bump when a figure's meaning changes
 
 
 def measurement_key(ctx: RunContext, artifact: Artifact, target: str, batch: int, settings: Any,
@@ -89,47 +91,92 @@ def guarded(take: Any, max_cv: float, max_remeasure: int) -> dict[str, Any]:
     return best
 
 
-def collect(ctx: RunContext, outcomes: list[VariantOutcome],
-            remeasure: bool = False) -> tuple[dict[str, list[dict]], list[dict]]:
-    """Benchmark entries per artifact sha256, and the targets skipped; a failed measurement is a row with its error.
+@dataclass(frozen=True)
+class MeasureJob:
+    """One measurement: an artifact on a target (parsed, with its runtime) at a batch size."""
 
-    A measurement taken before on this machine with the same settings is reused (``"cached": true``)
-    unless ``remeasure``; failed measurements are never cached.
-    """
-    from compressor.measure.environment import machine_fingerprint
-    from compressor.measure.harness import measure
+    artifact: Artifact
+    target: Any
+    runtime: Any
+    batch: int
+
+    @property
+    def target_text(self) -> str:
+        return str(self.target)
+
+
+def timing_settings(ctx: RunContext) -> Any:
+    """The pipeline's timing loop settings."""
     from compressor.measure.timing import TimingSettings
 
     spec = ctx.spec.benchmark
-    targets, skipped = usable_targets(ctx.spec.targets)
-    settings = TimingSettings(spec.warmup_runs, spec.warmup_seconds, spec.min_runs, spec.min_seconds, spec.max_seconds)
-    samples = ctx.data.split("evaluation").take(64)  # a Split: its constants and batch axes are fed too
-    machine = machine_fingerprint()
-    jobs = [(a, t, rt, b) for a in artifacts_to_measure(ctx, outcomes) for t, rt in targets
-            if rt.can_run(a.format) for b in spec.batch_sizes]
-    results: dict[str, list[dict]] = {}
-    for n, (artifact, target, runtime, batch) in enumerate(jobs, 1):
-        ctx.on_event("bench", index=n, total=len(jobs), target=str(target), batch=batch, artifact=artifact.id)
+    return TimingSettings(spec.warmup_runs, spec.warmup_seconds, spec.min_runs, spec.min_seconds, spec.max_seconds)
 
-        def fresh(artifact: Artifact = artifact, target: Any = target, batch: int = batch) -> dict[str, Any]:
-            raw = measure(artifact, target.runtime, target.device, batch, spec.threads, settings, samples,
-                          trust=ctx.trust)
-            entry = {k: raw[k] for k in ("runtime", "device", "batch_size", "threads")}
-            entry.update({k: round(float(raw[k]), 4) for k in BENCH_FIELDS})
-            return entry
 
-        def steady(take: Any = fresh) -> dict[str, Any]:
-            return guarded(take, spec.max_cv, spec.max_remeasure)
+def bench_samples(ctx: RunContext) -> Any:
+    """The samples every measurement feeds (a Split: its constants and batch axes are fed too)."""
+    return ctx.data.split("evaluation").take(64)
 
+
+def fresh_entry(ctx: RunContext, job: MeasureJob, settings: Any, samples: Any) -> dict[str, Any]:
+    """Time ``job`` now through the harness (a fresh process, again while its spread stays above the pipeline's
+    ``max_cv``); the benchmark row without its metric."""
+    from compressor.measure.harness import measure
+
+    spec = ctx.spec.benchmark
+
+    def take() -> dict[str, Any]:
+        raw = measure(job.artifact, job.target.runtime, job.target.device, job.batch, spec.threads,
+                      settings, samples, trust=ctx.trust)
+        entry = {k: raw[k] for k in ("runtime", "device", "batch_size", "threads")}
+        entry.update({k: round(float(raw[k]), 4) for k in BENCH_FIELDS})
+        return entry
+
+    return guarded(take, spec.max_cv, spec.max_remeasure)  # the noise guard
+
+
+def error_entry(ctx: RunContext, job: MeasureJob, exc: Exception) -> dict[str, Any]:
+    """The benchmark row of a measurement that failed: its target and the reason."""
+    return {"runtime": job.target.runtime, "device": job.target.device, "batch_size": job.batch,
+            "threads": ctx.spec.benchmark.threads, "error": str(exc)}
+
+
+def measure_locally(ctx: RunContext, jobs: list[MeasureJob], remeasure: bool = False) -> list[dict[str, Any]]:
+    """Each job's benchmark row, measured on this machine one after the other (or taken from the cache)."""
+    from compressor.measure.environment import machine_fingerprint
+
+    settings, samples, machine = timing_settings(ctx), bench_samples(ctx), machine_fingerprint()
+    rows = []
+    for n, job in enumerate(jobs, 1):
+        ctx.on_event("bench", index=n, total=len(jobs), target=job.target_text, batch=job.batch, artifact=job.artifact.id)
         try:
-            key = measurement_key(ctx, artifact, str(target), batch, settings, machine)
-            entry, cached = ctx.cache.memo("bench", key, steady, refresh=remeasure)
+            key = measurement_key(ctx, job.artifact, job.target_text, job.batch, settings, machine)
+            entry, cached = ctx.cache.memo("bench", key, lambda job=job: fresh_entry(ctx, job, settings, samples),
+                                           refresh=remeasure)
             entry["cached"] = cached
-            entry["metric"], _ = ctx.metric_of(artifact, str(target))
+            entry["metric"], _ = ctx.metric_of(job.artifact, job.target_text)
         except CompressorError as exc:
-            entry = {"runtime": target.runtime, "device": target.device, "batch_size": batch,
-                     "threads": spec.threads, "error": str(exc)}
-        results.setdefault(artifact.sha256, []).append(entry)
+            entry = error_entry(ctx, job, exc)
+        rows.append(entry)
+    return rows
+
+
+def collect(ctx: RunContext, outcomes: list[VariantOutcome], remeasure: bool = False,
+            measure_jobs: Callable[..., list[dict]] = measure_locally) -> tuple[dict[str, list[dict]], list[dict]]:
+    """Benchmark entries per artifact sha256, and the targets skipped; a failed measurement is a row with its error.
+
+    A measurement taken before on this machine with the same settings is reused (``"cached": true``)
+    unless ``remeasure``; failed measurements are never cached. ``measure_jobs`` runs the jobs
+    (this process by default; an executor's own, e.g. Ray tasks on the nodes with the hardware).
+    """
+    targets, skipped = usable_targets(ctx.spec.targets)
+    jobs = [MeasureJob(a, t, rt, b) for a in artifacts_to_measure(ctx, outcomes) for t, rt in targets
+            if rt.can_run(a.format) for b in ctx.spec.benchmark.batch_sizes]
+    results: dict[str, list[dict]] = {}
+    for job, entry in zip(jobs, measure_jobs(ctx, jobs, remeasure)):
+        if job.target.resource:  # the Ray resource its node advertises (executor: ray)
+            entry["resource"] = job.target.resource
+        results.setdefault(job.artifact.sha256, []).append(entry)
     for o in outcomes:  # each ledger step carries the measurements of the artifact it made
         for i, step in enumerate(o.ledger):
             if o.chain[i + 1].sha256 in results:

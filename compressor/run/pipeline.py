@@ -6,7 +6,7 @@ checks the whole format chain of every variant before any work is done.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import (
@@ -20,10 +20,13 @@ from compressor.run.spec import (  # the file's schema; BudgetSpec and DataSpec 
     BOUNDED_METRICS,
     METRICS,
     BudgetSpec,
+    ChoicesSpec,
     DataSpec,
+    ExecutorSpec,
     MetricSpec,
     NpzArraySpec,
     PipelineSpec,
+    RangeSpec,
     Step,
 )
 
@@ -59,20 +62,28 @@ class Pipeline:
 
     def check_chains(self) -> None:
         """Walk every variant's formats; an impossible chain is an error before any work."""
-        start = self.input_format()
         for variant, passes in self.variants.items():
-            formats = {start}  # a pass may write one of several formats: the next must take each
-            for index, p in enumerate(passes):
-                try:
-                    formats = {out for fmt in sorted(formats) for out in p.output_formats(fmt)}
-                except FormatChainError as exc:
-                    either = (f" (step {index} may write any of {', '.join(sorted(f.value for f in formats))}: "
-                              f"pin its output, e.g. save_as)") if len(formats) > 1 else ""
-                    raise FormatChainError(f"variant '{variant}' step {index + 1}: {exc}{either}") from None
-                try:
-                    p.fit_to_chain(passes[index + 1:])
-                except ConfigError as exc:
-                    raise ConfigError(f"variant '{variant}' step {index + 1} ({p.name}): {exc}") from None
+            self._check_chain(f"variant '{variant}'", passes)
+
+    def _check_chain(self, label: str, passes: list[Any]) -> None:
+        formats = {self.input_format()}  # a pass may write one of several formats: the next must take each
+        for index, p in enumerate(passes):
+            try:
+                formats = {out for fmt in sorted(formats) for out in p.output_formats(fmt)}
+            except FormatChainError as exc:
+                either = (f" (step {index} may write any of {', '.join(sorted(f.value for f in formats))}: "
+                          f"pin its output, e.g. save_as)") if len(formats) > 1 else ""
+                raise FormatChainError(f"{label} step {index + 1}: {exc}{either}") from None
+            try:
+                p.fit_to_chain(passes[index + 1:])
+            except ConfigError as exc:
+                raise ConfigError(f"{label} step {index + 1} ({p.name}): {exc}") from None
+
+    def build_steps(self, label: str, steps: list[Step]) -> list[Any]:
+        """The passes of a list of steps not in ``variants`` (a search trial), format chain checked."""
+        passes = [_resolve_step(label, i, step) for i, step in enumerate(steps)]
+        self._check_chain(label, passes)
+        return passes
 
     def named_code(self) -> list[str]:
         """The 'module:attr' names this pipeline gives for code a model folder may record: the model
@@ -104,13 +115,18 @@ def _resolve_step(variant: str, index: int, step: Step) -> Any:
         config = config or {}
     else:
         raise ConfigError(
-            f"variant '{variant}' step {index + 1} is {step!r}; write a pass name or "
+            f"{_label(variant)} step {index + 1} is {step!r}; write a pass name or "
             f"{{pass.name: {{key: value}}}} with one pass per step."
         )
     try:
         return build_pass(name, config)
     except ConfigError as exc:
-        raise type(exc)(f"variant '{variant}' step {index + 1}: {exc}") from None
+        raise type(exc)(f"{_label(variant)} step {index + 1}: {exc}") from None
+
+
+def _label(variant: str) -> str:
+    """How an error names a list of steps: "variant 'x'", or the caller's own label (a search template)."""
+    return variant if variant.startswith(("variant ", "search ")) else f"variant '{variant}'"
 
 
 def _explain(exc: ValidationError, source: str) -> ConfigError:
@@ -150,18 +166,17 @@ def _form_tag(part: Any) -> bool:
 
 def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     """The pydantic model found by following ``loc`` from ``model``; None where it leaves models."""
-    named = {cls.__name__: cls for cls in (MetricSpec, NpzArraySpec)}  # the models that are one form of a union
-    tags = [p for p in loc if isinstance(p, str) and p in named]
+    named = {cls.__name__: cls for cls in (MetricSpec, NpzArraySpec, ExecutorSpec, RangeSpec, ChoicesSpec)}
+    tags = [p for p in loc if isinstance(p, str) and p in named]  # the models that are one form of a union
     if tags:
         return named[tags[-1]]
     for part in loc:
         field = model.model_fields.get(part) if isinstance(part, str) else None
         annotation = field.annotation if field else None
-        models = [a for a in getattr(annotation, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
-        annotation = models[0] if len(models) == 1 else annotation  # an optional section: PackageSpec | None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        forms = [a for a in (get_args(annotation) or (annotation,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if len(forms) != 1:  # an optional section (search: SearchSpec | None) has one model form
             return None
-        model = annotation
+        model = forms[0]
     return model
 
 
@@ -188,7 +203,26 @@ def parse_pipeline(raw: Any, base_dir: Path, source: str = "pipeline") -> Pipeli
         parse_target(target)
     pipeline = Pipeline(spec, base_dir)
     pipeline.check_chains()
+    check_targets_fit(pipeline)
+    if spec.search is not None:
+        from compressor.run.search_space import check_search
+
+        parse_target(spec.search.latency.target)
+        check_search(spec.search, pipeline.variants, pipeline.build_steps)
     return pipeline
+
+
+def check_targets_fit(pipeline: Pipeline) -> None:
+    """A target bound to a Ray resource needs the Ray executor: refuse it otherwise, before any work."""
+    from backends import parse_target
+
+    if pipeline.spec.executor_spec.kind == "ray":
+        return
+    search = pipeline.spec.search
+    for text in pipeline.spec.targets + ([search.latency.target] if search else []):
+        if parse_target(text).resource:
+            raise ConfigError(f"target '{text}' names a Ray resource, which only the Ray executor can place; "
+                              f"add 'executor: {{kind: ray}}' to the pipeline or drop '@node:...' from the target.")
 
 
 class DuplicateKeyError(yaml.YAMLError):

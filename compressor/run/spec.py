@@ -196,6 +196,81 @@ class PackageSpec(_Strict):
 
 Step = Union[str, dict[str, Union[dict[str, Any], None]]]
 
+OBJECTIVES = ("metric", "p50", "size")
+
+
+class RangeSpec(_Strict):
+    """A numeric range of a searched setting: integers when both ends are, else floats."""
+
+    low: Union[int, float]
+    high: Union[int, float]
+    log: bool = False
+    step: Union[int, float, None] = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RangeSpec:
+        if not self.low < self.high:
+            raise ValueError(f"a range needs low < high, got low {self.low:g}, high {self.high:g}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got {self.low:g}")
+        return self
+
+
+class ChoicesSpec(_Strict):
+    """An explicit list of values of a searched setting (for numbers that are not a range)."""
+
+    choices: list[Any] = Field(min_length=1)
+
+
+class LatencySpec(_Strict):
+    """Where the latency objective is measured: a target and one batch size."""
+
+    target: str = "onnxruntime:cpu"
+    batch_size: int = Field(1, ge=1)
+
+
+class SearchSpec(_Strict):
+    """``compressor search``: pass settings searched under the budget (Optuna, multi-objective)."""
+
+    templates: dict[str, list[Step]] = Field(
+        min_length=1, description="pass lists a trial starts from; with several, the trial picks one (the pass order)")
+    space: dict[str, Union[RangeSpec, ChoicesSpec, list[Any]]] = Field(
+        default_factory=dict, description="'pass.name.key': [low, high] (two numbers, one a float: a range), "
+        "{low, high, log, step}, a list of values, or {choices: [...]}")
+    objectives: list[Literal["metric", "p50", "size"]] = Field(
+        default_factory=lambda: list(OBJECTIVES), min_length=1, description="metric, p50 (latency.target at "
+        "latency.batch_size) and size_bytes; the budget is a constraint, never an objective")
+    latency: LatencySpec = LatencySpec()
+    sampler: Literal["tpe", "nsga2"] = "tpe"
+    startup_trials: int = Field(8, ge=1, description="random trials before TPE models the space "
+                                "(NSGA-II: its population size)")
+    compare: list[str] | None = Field(
+        None, description="hand-written variants measured beside the front (default: every variant the latency "
+        "target can run)")
+    seed: int = 0
+
+    @field_validator("templates")
+    @classmethod
+    def _safe_template_names(cls, value: dict[str, list[Step]]) -> dict[str, list[Step]]:
+        for name in value:
+            check_safe_name("search template", name)
+        return value
+
+    @field_validator("objectives")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"objectives {value} name one twice; give each of {', '.join(OBJECTIVES)} at most once")
+        return value
+
+
+class ExecutorSpec(_Strict):
+    """Where a run's jobs go: this process (local) or a Ray cluster."""
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = Field(None, description="ray: 'auto' (a running cluster), 'ray://host:port', or none "
+                                "(a cluster started for this run on this machine)")
+
 
 class PipelineSpec(_Strict):
     """A whole pipeline file."""
@@ -209,8 +284,9 @@ class PipelineSpec(_Strict):
     targets: list[str] = Field(default_factory=lambda: ["onnxruntime:cpu"])
     benchmark: BenchmarkSpec = BenchmarkSpec()
     seed: int = 0
-    executor: Literal["local"] = "local"
+    executor: Union[Literal["local", "ray"], ExecutorSpec] = "local"
     package: PackageSpec | None = Field(None, description="deployment packages built at the end of the run")
+    search: SearchSpec | None = Field(None, description="what 'compressor search' searches; 'run' ignores it")
 
     @field_validator("name")
     @classmethod
@@ -240,6 +316,11 @@ class PipelineSpec(_Strict):
                 raise ValueError(f"package.variants.{target} names variant '{variant}', not one of "
                                  f"{sorted(self.variants)}; fix the name")
         return self
+
+    @property
+    def executor_spec(self) -> ExecutorSpec:
+        """The executor as {kind, address} whether it was written as a name or a mapping."""
+        return self.executor if isinstance(self.executor, ExecutorSpec) else ExecutorSpec(kind=self.executor)
 
     @property
     def metric_name(self) -> str:

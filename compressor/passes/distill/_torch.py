@@ -224,7 +224,7 @@ def train_student(teacher: Any, student: Any, split: Split, signature: Signature
     params = list(student.parameters()) + (list(match.adapters.parameters()) if match else [])
     try:
         return fit(student, split, signature, epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
-                   seed=seed, loss_fn=loss_fn, parameters=params, say=say)
+                   seed=seed, loss_fn=loss_fn, parameters=params, say=say, workers=config.workers)
     finally:
         if match is not None:
             match.close()

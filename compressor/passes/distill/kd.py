@@ -45,6 +45,7 @@ class DistillConfig(PassConfig):
     epochs: int = Field(5, ge=1)
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, ge=1)
+    workers: int = Field(1, ge=1, description="data-parallel training workers through Ray Train (1: this process)")
     features: list[tuple[str, str]] = Field(
         default_factory=list, description="[teacher_layer, student_layer] pairs whose outputs are matched (MSE)"
     )

@@ -115,7 +115,8 @@ def magnitude_prune(artifact: Artifact, config: MagnitudePruningConfig, ctx: Pas
                 schedule.append(round(polynomial_sparsity(config.sparsity, step, int(total * config.ramp_fraction)), 4))
 
         history = fit(module, split, artifact.signature, epochs=config.finetune_epochs, lr=config.lr,
-                      batch_size=config.batch_size, seed=ctx.seed, after_step=hold, say=ctx.say)
+                      batch_size=config.batch_size, seed=ctx.seed, after_step=hold, say=ctx.say,
+                      workers=config.workers)
         if gradual:  # make sure the final sparsity holds exactly
             apply_masks(layers, compute_masks(layers, config.sparsity, config.scope))
     desc = json.loads((Path(artifact.path) / MODEL_JSON).read_text())

@@ -83,7 +83,7 @@ def nm_prune(artifact: Artifact, config: NMPruningConfig, ctx: PassContext, out_
         split = ctx.data.split("training", needed_by="prune.nm fine-tuning")
         history = fit(module, split, artifact.signature, epochs=config.finetune_epochs, lr=config.lr,
                       batch_size=config.batch_size, seed=ctx.seed, after_step=lambda *_: apply_masks(layers, masks),
-                      say=ctx.say)
+                      say=ctx.say, workers=config.workers)
     if not all(pattern_holds(layer.weight, config.n, config.m) for layer in layers.values()):
         raise PassError("prune.nm lost its N:M pattern during fine-tuning; this is a bug, please report it.")
     desc = json.loads((Path(artifact.path) / MODEL_JSON).read_text())

@@ -82,7 +82,8 @@ def _finetune(module: Any, config: StructuredPruningConfig, ctx: PassContext, si
         ctx.say(f"fine-tuning after pruning step {step}/{config.steps}")
         split = ctx.data.split("training", needed_by="prune.structured fine-tuning")
         history.append(fit(module, split, signature, epochs=config.finetune_epochs, lr=config.lr,
-                           batch_size=config.batch_size, seed=ctx.seed + step, say=ctx.say))
+                           batch_size=config.batch_size, seed=ctx.seed + step, say=ctx.say,
+                           workers=config.workers))
 
     return between
 

@@ -31,6 +31,7 @@ class MagnitudePruningConfig(PassConfig):
     finetune_epochs: int = Field(0, ge=0, description="epochs of fine-tuning on the training split")
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, ge=1)
+    workers: int = Field(1, ge=1, description="data-parallel training workers through Ray Train (1: this process)")
     ramp_fraction: float = Field(
         0.75, gt=0.0, le=1.0,
         description="polynomial schedule: fraction of fine-tuning steps over which sparsity rises to its final value",
@@ -42,7 +43,7 @@ class MagnitudePruningConfig(PassConfig):
     @model_validator(mode="after")
     def _no_ignored_keys(self) -> MagnitudePruningConfig:
         self.only_with(("ramp_fraction", "update_every_steps"), self.schedule == "polynomial", "schedule: polynomial")
-        self.only_with(("lr", "batch_size"), self.finetune_epochs > 0, "finetune_epochs > 0")
+        self.only_with(("lr", "batch_size", "workers"), self.finetune_epochs > 0, "finetune_epochs > 0")
         return self
 
 

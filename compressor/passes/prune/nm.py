@@ -30,6 +30,7 @@ class NMPruningConfig(PassConfig):
     finetune_epochs: int = Field(0, ge=0, description="epochs of fine-tuning with the mask held")
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, ge=1)
+    workers: int = Field(1, ge=1, description="data-parallel training workers through Ray Train (1: this process)")
     include: list[str] = Field(default_factory=lambda: ["*"], description="layer name patterns to prune")
     exclude: list[str] = Field(default_factory=list, description="layer name patterns to leave dense")
 
@@ -41,7 +42,7 @@ class NMPruningConfig(PassConfig):
 
     @model_validator(mode="after")
     def _no_ignored_keys(self) -> NMPruningConfig:
-        self.only_with(("lr", "batch_size"), self.finetune_epochs > 0, "finetune_epochs > 0")
+        self.only_with(("lr", "batch_size", "workers"), self.finetune_epochs > 0, "finetune_epochs > 0")
         return self
 
 

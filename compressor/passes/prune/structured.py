@@ -39,13 +39,14 @@ class StructuredPruningConfig(PassConfig):
     finetune_epochs: int = Field(0, ge=0, description="epochs of fine-tuning on the training split after each step")
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, ge=1)
+    workers: int = Field(1, ge=1, description="data-parallel training workers through Ray Train (1: this process)")
 
     @model_validator(mode="after")
     def _no_ignored_keys(self) -> StructuredPruningConfig:
         if self.sparsity == 0 and self.heads == 0:
             raise ValueError("sparsity: 0 and heads: 0 remove nothing; set sparsity (channels) or heads (attention)")
         trains = self.finetune_epochs > 0
-        self.only_with(("lr",), trains, "finetune_epochs > 0")
+        self.only_with(("lr", "workers"), trains, "finetune_epochs > 0")
         self.only_with(("batch_size",), trains or self.importance == "taylor", "finetune_epochs > 0 or importance: taylor")
         self.only_with(("round_to",), self.sparsity > 0, "sparsity > 0")
         return self

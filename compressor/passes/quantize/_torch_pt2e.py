@@ -165,7 +165,7 @@ def write_qat(artifact: Artifact, config: TorchQatConfig, ctx: PassContext, out_
     # so the shared fit loop (which calls train() then eval()) works unchanged
     allow_exported_model_train_eval(prepared)
     losses = fit(prepared, ctx.data.split("training"), artifact.signature, epochs=config.epochs, lr=config.lr,
-                 batch_size=config.batch_size, seed=ctx.seed, say=ctx.say)
+                 batch_size=config.batch_size, seed=ctx.seed, say=ctx.say, workers=config.workers)
     prepared.eval()
     with quiet():
         converted = convert_pt2e(prepared)

@@ -43,6 +43,7 @@ class TorchQatConfig(PassConfig):
     epochs: int = Field(2, ge=1, description="fine-tuning epochs with fake quantization")
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, ge=1)
+    workers: int = Field(1, ge=1, description="data-parallel training workers through Ray Train (1: this process)")
 
 
 def require_torchao(pass_name: str) -> None:

@@ -112,7 +112,7 @@ def finetune(artifact: Artifact, config: FineTuneConfig, ctx: PassContext, out_d
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
     ctx.say(f"training {trainable} of {sum(p.numel() for p in module.parameters())} parameters")
     history = fit(module, split, artifact.signature, epochs=config.epochs, lr=config.lr,
-                  batch_size=config.batch_size, seed=ctx.seed, say=ctx.say, keep_eval=bns)
+                  batch_size=config.batch_size, seed=ctx.seed, say=ctx.say, keep_eval=bns, workers=config.workers)
     for p in module.parameters():
         p.requires_grad_(True)
     save_module(module.eval(), factory, kwargs, out_dir)

@@ -35,6 +35,7 @@ class FineTuneConfig(PassConfig):
     epochs: int = Field(3, ge=1)
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, ge=1)
+    workers: int = Field(1, ge=1, description="data-parallel training workers through Ray Train (1: this process)")
     freeze: Union[Literal["backbone"], list[str]] = Field(
         "backbone", description="'backbone' (all but the head) or parameter-name glob patterns; [] trains all"
     )

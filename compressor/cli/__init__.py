@@ -29,7 +29,7 @@ err_console = Console(stderr=True, width=None if Console(stderr=True).is_termina
 
 TRUST_HELP = ("let a model folder's model.json name a factory to import and call (only for folders you trust; "
               "without it only the code your pipeline names runs)")
-DEMO_PIPELINE = Path(__file__).resolve().parent.parent / "samples" / "digits_cnn" / "pipeline.yaml"
+DEMO_PIPELINE = Path(__file__).resolve().parents[2] / "samples" / "digits_cnn" / "pipeline.yaml"
 VERBOSE_HELP = "also print INFO logs and third-party output (warnings, banners) here; they always go to OUT/run.log"
 log = logging.getLogger("compressor.cli")  # not __name__: run as "python -m compressor.cli" that is __main__
 
@@ -66,6 +66,8 @@ class ConsoleEvents:
         elif kind == "paired":
             self.status.update(f"paired rounds on {info['target']} batch {info['batch']}: measurement {info['index']}, "
                                f"{info['artifact']}")
+        elif kind == "trial_done":
+            console.print(_trial_line(info), highlight=False)
         elif kind == "bench":
             self.status.update(f"measuring {info['index']}/{info['total']}: {info['artifact']} on {info['target']} batch {info['batch']}")
 
@@ -80,6 +82,18 @@ def _event_line(kind: str, info: dict[str, Any]) -> str:
         return (f"{info['variant']}: {info['index'] + 1}. {info['name']} -> {entry['format_out']}, metric "
                 f"{entry['metric']:.4f} (drop {entry['metric_drop']:+.4f}), {took}")
     return f"{kind}: " + ", ".join(f"{k}={v}" for k, v in info.items())
+
+
+def _trial_line(info: dict[str, Any]) -> str:
+    s = info["summary"]
+    head = f"[bold]{info['trial']}[/bold] ({info['finished']}/{info['requested']})"
+    if s["state"] != "COMPLETE":
+        return f"{head} [red]failed[/red]: {s.get('error', '')}"
+    flag = "" if s["within_budget"] else "  [red]over budget[/red]"
+    cache = s["cache"]
+    return (f"{head} metric {s['metric']:.4f} (drop {s['metric_drop']:+.4f}), p50 {s['p50_ms']:.4g} ms, "
+            f"{s['size_bytes'] / 1024:.1f} KiB; steps run {cache['steps_run']}, cached {cache['steps_cached']}; "
+            f"front: {', '.join(info['front']) or '(none within budget)'}{flag}")
 
 
 def _fail(exc: CompressorError) -> None:
@@ -178,6 +192,41 @@ def run(
 ) -> None:
     """Run a pipeline: every variant's passes, checks after each pass, measurements, reports."""
     _run(pipeline, out, variant, strict, cache, no_bench, trust_code, remeasure, verbose)
+
+
+@app.command()
+def search(
+    pipeline: Path = typer.Argument(..., help="pipeline YAML file with a 'search:' section"),
+    trials: int = typer.Option(..., "--trials", "-n", help="finish this many trials in the study (a rerun continues it)"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="start no trial after this many seconds"),
+    storage: Optional[str] = typer.Option(
+        None, "--storage", help="Optuna storage URL, shared by several drivers (default: sqlite in OUT/search.db)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="run folder (default: runs/<pipeline name>-search)"),
+    cache: Optional[Path] = typer.Option(None, help="cache folder (default: the shared cache, as for 'run')"),
+    trust_code: bool = typer.Option(False, "--trust-code", help=TRUST_HELP),
+    verbose: bool = typer.Option(False, "--verbose", "-V", help=VERBOSE_HELP),
+) -> None:
+    """Search pass settings under the budget (Optuna); the best-so-far front is written after every trial."""
+    from compressor import load_pipeline, search_pipeline
+    from compressor.run.log_file import run_log
+
+    spec = load_pipeline(pipeline.expanduser().resolve())
+    out = _writable_folder(out or Path("runs") / f"{spec.name}-search", "--out")
+    cache = _writable_folder(cache, "--cache") if cache else None
+    events = ConsoleEvents()
+    try:
+        with run_log(out, verbose):
+            results = search_pipeline(spec, out, trials, timeout_s=timeout, storage=storage, cache_dir=cache,
+                                      on_event=events, trust_code=trust_code)
+    finally:
+        events.stop()
+    s = results["search"]
+    console.print(f"\n{s['trials_finished']}/{s['trials_requested']} trials finished (stopped by {s['stopped']}); "
+                  f"front: {', '.join(s['front']) or 'none within budget'}")
+    for d in s["dominance"]:
+        beaten = ", ".join(b["trial"] for b in d["dominated_by"]) or "no trial"
+        console.print(f"  {d['variant']}: beaten by {beaten}", highlight=False)
+    console.print(f"report: {out / 'report.md'}  (also report.html, pareto.png, results.json)")
 
 
 @app.command()
@@ -324,46 +373,6 @@ def schema(package: bool = typer.Option(False, "--package", help="print the pack
     print(json.dumps(json_schema(), indent=2))
 
 
-@app.command("package")
-def package_cmd(
-    run_dir: Path = typer.Argument(..., help="a run folder (results.json, artifacts/)"),
-    variant: str = typer.Option(..., "--variant", "-v", help="the variant to package"),
-    out: Path = typer.Option(..., "--out", "-o", help="the package folder to write (replaced if present)"),
-    target: Optional[str] = typer.Option(None, "--target", "-t", help="runtime:device (default: the format's runtime on cpu)"),
-    version: str = typer.Option("1.0.0", help="the package's version"),
-    golden_samples: int = typer.Option(4, min=1, max=16, help="real evaluation samples in the golden sample"),
-    no_ort: bool = typer.Option(False, "--no-ort", help="no model.ort / required_operators.config for onnxruntime"),
-    as_zip: bool = typer.Option(False, "--zip", help="also write OUT.zip"),
-    oci: bool = typer.Option(False, "--oci", help="also write OUT.oci/, an OCI image layout (CNCF ModelPack media types)"),
-) -> None:
-    """Package a variant of a finished run for a device team: model, manifest, golden sample, run.py; verified."""
-    from compressor.package.build import PackageOptions, build_package
-    from compressor.package.container import write_zip
-    from compressor.package.oci import write_layout
-
-    options = PackageOptions(target=target, version=version, golden_samples=golden_samples, ort=not no_ort)
-    built = build_package(run_dir.expanduser(), variant, out.expanduser(), options)
-    console.print(f"package: {built} (verified)", highlight=False)
-    if as_zip:
-        console.print(f"zip: {write_zip(built, built.with_name(built.name + '.zip'))}", highlight=False)
-    if oci:
-        console.print(f"oci: {write_layout(built, built.with_name(built.name + '.oci'))}", highlight=False)
-
-
-@app.command()
-def verify(package: Path = typer.Argument(..., help="a package folder, .zip or OCI layout folder")) -> None:
-    """Check a package: hashes, schema, no unlisted file / escaping path / symlink / pickle, and the model
-    run by its runtime in a fresh process reproducing the golden sample. Exit 1 with one line per failure."""
-    from compressor.package.verify import verify_package
-
-    failures = verify_package(package.expanduser())
-    for line in failures:
-        err_console.print(f"FAIL {line}", highlight=False, soft_wrap=True, markup=False)
-    if failures:
-        raise typer.Exit(1)
-    console.print(f"ok: {package} holds (hashes, schema, files, runtime, golden sample)", highlight=False)
-
-
 @app.command()
 def report(run_dir: Path = typer.Argument(..., help="a run folder with results.json")) -> None:
     """Rebuild report.md, report.html and pareto.png from results.json, without re-running."""
@@ -372,39 +381,8 @@ def report(run_dir: Path = typer.Argument(..., help="a run folder with results.j
     console.print(f"report: {rebuild(run_dir)}")
 
 
-@app.command()
-def compare(
-    baseline: Path = typer.Argument(..., help="the baseline: a run folder or its results.json"),
-    new: Path = typer.Argument(..., help="the new run: a run folder or its results.json"),
-    max_drop: float = typer.Option(0.01, "--max-drop", help="largest metric drop allowed (0.01 = one accuracy point)"),
-    max_slowdown: float = typer.Option(
-        0.10, "--max-slowdown", help="slower is a regression when the whole 95% interval is below 1/(1 + this)"),
-    max_growth: float = typer.Option(0.05, "--max-growth", help="largest model file growth allowed (0.05 = 5%)"),
-    output_format: str = typer.Option("markdown", "--format", help="markdown or json, printed on stdout"),
-    output: Optional[Path] = typer.Option(None, "--output", help="also write it to this file"),
-    remeasure_same: bool = typer.Option(
-        False, "--remeasure-same", help="re-measure identical model files too (an A/A check of the gate here)"),
-) -> None:
-    """Regressions between two runs (a CI gate): metric, size, and latency re-measured side by side. Exit 1 on one."""
-    from compressor.cache import atomic_write_text
-    from compressor.report.compare import compare_markdown
-    from compressor.run.compare import Gate, compare_runs
-
-    if output_format not in ("markdown", "json"):
-        raise CompressorError(f"--format '{output_format}' is not known; give markdown or json.")
-    gate = Gate(max_drop=max_drop, max_slowdown=max_slowdown, max_growth=max_growth, remeasure_same=remeasure_same)
-    status = console.status("comparing")
-    status.start()
-    try:
-        found = compare_runs(baseline, new, gate, on_event=lambda kind, **i: status.update(
-            f"re-measuring {i['variant']} on {i['target']} batch {i['batch']} (paired rounds)"))
-    finally:
-        status.stop()
-    text = json.dumps(found, indent=2) + "\n" if output_format == "json" else compare_markdown(found)
-    if output is not None:
-        atomic_write_text(output.expanduser().resolve(), text)
-    sys.stdout.write(text)
-    raise typer.Exit(0 if found["passed"] else 1)
+# the deployment and CI-gate commands (package, verify, compare) live in cli/ship.py
+from compressor.cli import ship  # noqa: E402,F401  (registers them on app)
 
 
 def main() -> None:
@@ -416,7 +394,3 @@ def main() -> None:
         _fail(exc)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-
-
-if __name__ == "__main__":
-    main()
