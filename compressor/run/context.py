@@ -155,7 +155,7 @@ def _prepare(pipeline: Pipeline, cache_dir: Path, on_event: Event, trust: TrustP
     cache = Cache(cache_dir, on_warning=lambda message: on_event("warning", message=message))
     metric = get_metric(spec.metric_name)
     on_event("stage", message="loading data")
-    data = load_bundle(spec.data, pipeline.resolve, class_labels=":" not in spec.metric_name)
+    data = load_bundle(spec.data, pipeline.resolve, class_labels=":" not in spec.metric_name and metric.labels == "class")
     evaluator = Evaluator(data, metric, spec.data.evaluation.batch_size, spec.metric_outputs)
     on_event("stage", message="loading the input model")
     reference = load_reference(pipeline, data, cache)

@@ -36,7 +36,7 @@ def _suggest(name: object) -> str:
     cleaned = re.sub(r"[^A-Za-z0-9._+-]+", "-", str(name)).lstrip(".-")[:100]
     return cleaned or "variant-1"
 
-METRICS = ("accuracy", "top5", "cosine", "mse")
+METRICS = ("accuracy", "top5", "cosine", "mse", "perplexity")
 BOUNDED_METRICS = ("accuracy", "top5", "cosine")  # their drop is a fraction: max_drop above 1 means nothing
 
 
@@ -82,10 +82,27 @@ class NpzArraySpec(_Strict):
     key: str
 
 
+class TextSpec(_Strict):
+    """The ``text`` source: documents, the model's tokenizer, and the fixed context of a sample."""
+
+    documents: str | None = Field(None, description="'package.module:fn' returning the documents (a list of strings)")
+    files: list[str] | None = Field(None, min_length=1, description="UTF-8 text files; blank lines separate documents")
+    tokenizer: str = Field(..., description="the model's tokenizer.json (Hugging Face tokenizers)")
+    context_length: int = Field(128, ge=2, le=8192, description="tokens per sample; perplexity is over this context")
+    eos_token: str = Field("</s>", description="the token that separates documents in the token stream")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TextSpec:
+        if bool(self.documents) == bool(self.files):
+            raise ValueError("give either 'documents' (package.module:fn) or 'files', not both or neither")
+        return self
+
+
 class DataSpec(_Strict):
     """Where samples come from, and which split each role uses."""
 
-    source: str | None = Field(None, description="built-in source: digits | mnist")
+    source: str | None = Field(None, description="built-in source: digits | mnist | text (with data.text)")
+    text: TextSpec | None = Field(None, description="the text source's documents, tokenizer and context length")
     npz: str | None = Field(None, description="an .npz with 'x' (or 'x.<input>') and optional 'y'")
     factory: str | None = Field(None, description="'package.module:fn' returning {'x': ..., 'y': ...}")
     size: int | None = Field(None, gt=0, description="resize built-in images to size x size")
@@ -114,6 +131,9 @@ class DataSpec(_Strict):
         given = [k for k in ("source", "npz", "factory") if getattr(self, k)]
         if len(given) != 1:
             raise ValueError(f"give exactly one of 'source', 'npz', 'factory' (got {given or 'none'})")
+        if (self.source == "text") != (self.text is not None):
+            raise ValueError("the text source needs 'text: {documents or files, tokenizer}', and 'text' needs "
+                             "'source: text'")
         return self
 
 
