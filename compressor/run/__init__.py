@@ -40,6 +40,11 @@ def run_pipeline(pipeline: Pipeline, out_dir: Path, cache_dir: Path | None = Non
         refuse_early(ctx, pipeline)
         outcomes = [run_variant(ctx, name, passes) for name, passes in pipeline.variants.items()]
         benches, skipped = collect(ctx, outcomes, remeasure) if benchmark else ({}, [])
-        results = build_results(ctx, outcomes, benches, skipped, fingerprint())
+        generation = {}
+        if pipeline.spec.generation is not None:
+            from compressor.run.generation import collect_generation
+
+            generation = collect_generation(ctx, outcomes, remeasure and benchmark)
+        results = build_results(ctx, outcomes, benches, skipped, fingerprint(), generation)
         write_run(out_dir, results, outcomes)
     return results

@@ -177,6 +177,16 @@ class BenchmarkSpec(_Strict):
         return value
 
 
+class GenerationSpec(_Strict):
+    """Language models: greedy generation with the key/value cache, timed and compared to the reference."""
+
+    prompt_tokens: int = Field(128, ge=1, description="tokens of the timed prompt (prefill)")
+    new_tokens: int = Field(64, ge=2, description="tokens generated after it (decode ms per token over these)")
+    timed_rounds: int = Field(10, ge=1, description="prefill calls timed (decode: at least new_tokens steps)")
+    prompts: int = Field(4, ge=1, description="held-out prompts whose greedy tokens give greedy_agreement")
+    agreement_tokens: int = Field(64, ge=1, description="greedy tokens compared to the reference's per prompt")
+
+
 Step = Union[str, dict[str, Union[dict[str, Any], None]]]
 
 
@@ -191,6 +201,7 @@ class PipelineSpec(_Strict):
     variants: dict[str, list[Step]]
     targets: list[str] = Field(default_factory=lambda: ["onnxruntime:cpu"])
     benchmark: BenchmarkSpec = BenchmarkSpec()
+    generation: GenerationSpec | None = Field(None, description="language models: generation measurements")
     seed: int = 0
     executor: Literal["local"] = "local"
 

@@ -58,7 +58,8 @@ class TinyLM(nn.Module):
         cache = DynamicCache(ddp_cache_data=past, config=self.config)
         past_len = past[0][0].shape[2]
         positions = torch.arange(input_ids.shape[1], device=input_ids.device) + past_len
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache,
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, cache=cache,
                          position_ids=positions.unsqueeze(0).expand(input_ids.shape[0], -1), use_cache=True)
-        presents = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        grown = cache  # updated in place with the new tokens
+        presents = [(layer.keys, layer.values) for layer in grown.layers]
         return self.lm_head(out.last_hidden_state), presents

@@ -36,7 +36,7 @@ class LMSettings:
     intermediate: int = 512
     context_length: int = 128
     batch_size: int = 8
-    steps: int = 300
+    steps: int = 80
     lr: float = 3e-3
     seed: int = 0
     threads: int = 2
@@ -145,7 +145,7 @@ def train(out: Path = MODEL_DIR, settings: LMSettings = FULL, log=print) -> dict
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optim.step()
         sched.step()
-        if step % 25 == 0 or step == settings.steps - 1:
+        if step % 10 == 0 or step == settings.steps - 1:
             log(f"step {step:5d}  loss {float(loss):.3f}  {time.perf_counter() - start:.0f} s")
     model.eval()
     record.update(train_seconds=round(time.perf_counter() - start, 1), train_tokens=int(train_chunks[:, 1:].size),
