@@ -83,7 +83,7 @@ class RunContext:
     def pass_context(self, variant: str, pass_name: str, work_dir: Path | None = None) -> PassContext:
         """What a pass may use: data, the evaluator, the seed, the budget, a progress line."""
         return PassContext(
-            self.data, self.evaluator, seed=self.spec.seed, max_drop=self.budget.max_drop,
+            self.data, self.evaluator, seed=self.spec.seed, max_drop=self.budget.absolute(self.reference_metric),
             reference_metric=self.reference_metric, work_dir=work_dir,
             progress=lambda msg: self.on_event("pass_progress", variant=variant, name=pass_name, message=msg),
         )

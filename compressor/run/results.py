@@ -47,7 +47,7 @@ def _variant(ctx: RunContext, o: VariantOutcome, benches: dict, cpu: dict[str, A
                   "gzip_bytes": gzip_size(a.path), "sha256": a.sha256},
         metric=value, metric_drop=ctx.metric.drop(ctx.reference_metric, value),
     )
-    v["within_budget"] = ctx.budget.allows(v["metric_drop"])
+    v["within_budget"] = ctx.budget.allows(v["metric_drop"], ctx.reference_metric)
     if len(ctx.evaluator.scored) > 1:  # each scored output's value; the metric is the worst of them
         v["metric_per_output"] = ctx.metric_detail(a)
     v["benchmarks"] = benches.get(a.sha256, [])

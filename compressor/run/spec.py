@@ -149,10 +149,15 @@ class BudgetSpec(_Strict):
     """How much the metric may worsen against the input model."""
 
     max_drop: float = Field(0.01, ge=0)
+    relative: bool = Field(False, description="max_drop is a fraction of the reference's value (perplexity +3%: 0.03)")
 
-    def allows(self, drop: float) -> bool:
-        """Whether a metric drop (positive = worse) is within the budget."""
-        return drop <= self.max_drop
+    def absolute(self, reference: float | None = None) -> float:
+        """The allowed drop in the metric's own units."""
+        return self.max_drop * abs(reference) if self.relative and reference is not None else self.max_drop
+
+    def allows(self, drop: float, reference: float | None = None) -> bool:
+        """Whether a metric drop (positive = worse) is within the budget (``reference``: for a relative one)."""
+        return drop <= self.absolute(reference)
 
 
 class BenchmarkSpec(_Strict):
