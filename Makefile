@@ -29,6 +29,7 @@ test: install
 	$(PY) -m pytest -q
 
 bench: install
+	$(PIP) install -q -e '.[bench]'
 	$(PY) -m benchmarks.peer_static_quant
 
 clean:

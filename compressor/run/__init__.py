@@ -44,7 +44,7 @@ def run_pipeline(pipeline: Pipeline, out_dir: Path, cache_dir: Path | None = Non
         if pipeline.spec.generation is not None:
             from compressor.run.generation import collect_generation
 
-            generation = collect_generation(ctx, outcomes, remeasure and benchmark)
+            generation = collect_generation(ctx, outcomes, remeasure, timed=benchmark)
         results = build_results(ctx, outcomes, benches, skipped, fingerprint(), generation)
         write_run(out_dir, results, outcomes)
     return results

@@ -94,9 +94,9 @@ def _timings(ctx: RunContext, artifact: Artifact, prompt: np.ndarray, remeasure:
     return rows
 
 
-def collect_generation(ctx: RunContext, outcomes: list[VariantOutcome],
-                       remeasure: bool = False) -> dict[str, dict[str, Any]]:
-    """Per artifact sha256: greedy agreement with the reference and the generation timings per target."""
+def collect_generation(ctx: RunContext, outcomes: list[VariantOutcome], remeasure: bool = False,
+                       timed: bool = True) -> dict[str, dict[str, Any]]:
+    """Per artifact sha256: greedy agreement with the reference and (``timed``) the generation timings per target."""
     gen = ctx.spec.generation
     batch = prompts(ctx, gen.prompts, gen.prompt_tokens)
     reference = greedy_tokens(ctx, ctx.reference, batch, gen.agreement_tokens)
@@ -111,7 +111,7 @@ def collect_generation(ctx: RunContext, outcomes: list[VariantOutcome],
             record["identical_to_reference"] = tokens == reference
         except CompressorError as exc:
             record["error"] = str(exc)
-        record["measurements"] = _timings(ctx, artifact, batch[0], remeasure)
+        record["measurements"] = _timings(ctx, artifact, batch[0], remeasure) if timed else []
         found[artifact.sha256] = record
     return found
 
