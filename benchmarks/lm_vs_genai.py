@@ -15,6 +15,8 @@ held-out prompt and decode ms per token over 64 tokens at batch 1 with the cache
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -37,6 +39,14 @@ class OrtLM:
         self.past = [i for i in self.session.get_inputs() if i.name.startswith("past_key_values.")]
         self.outputs = ["logits"] + [i.name.replace("past_key_values.", "present.") for i in self.past]
         self.input_names = [i.name for i in self.session.get_inputs()]
+        config = path.parent / "genai_config.json"  # the builder leaves the head size symbolic (kv_cache_dim)
+        self.head_size = json.loads(config.read_text())["model"]["decoder"]["head_size"] if config.is_file() else None
+
+    def empty(self, batch: int) -> list[np.ndarray]:
+        """An empty cache: the past length 0, the head size from the graph or the builder's config."""
+        shapes = [[batch, p.shape[1], 0, p.shape[3] if isinstance(p.shape[3], int) else self.head_size]
+                  for p in self.past]
+        return [np.zeros(shape, dtype=np.float32) for shape in shapes]
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(self.outputs, feeds)
@@ -45,9 +55,7 @@ class OrtLM:
         """Our greedy decoder (compressor.measure.generation) on this session."""
         from compressor.measure.generation import CachedLM
 
-        empty = [np.zeros([1 if i == 0 else 0 if isinstance(d, str) else d for i, d in enumerate(p.shape)],
-                          dtype=np.float32) for p in self.past]
-        return CachedLM(self, [p.name for p in self.past], empty)
+        return CachedLM(self, [p.name for p in self.past], self.empty(1))
 
     def perplexity(self, split: Any, batch_size: int = 8) -> float:
         from compressor.metrics import get_metric
@@ -56,9 +64,7 @@ class OrtLM:
         for batch, _ in split.batches(batch_size):
             ids = batch["input_ids"]
             feeds = {"input_ids": ids, "attention_mask": batch["attention_mask"]}
-            for p in self.past:
-                feeds[p.name] = np.zeros([len(ids) if i == 0 else 0 if isinstance(d, str) else d
-                                          for i, d in enumerate(p.shape)], dtype=np.float32)
+            feeds.update(zip([p.name for p in self.past], self.empty(len(ids))))
             logits.append(self.run(feeds)[0])
         return get_metric("perplexity").fn(np.concatenate(logits), split.labels, None)
 
@@ -70,7 +76,7 @@ def build_peer(model_dir: Path, out: Path, precision: str) -> tuple[Path | None,
         return target / "model.onnx", ""
     cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-m", str(model_dir), "-o", str(target),
            "-p", precision, "-e", "cpu", "-c", str(out / "genai-cache")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if proc.returncode != 0 or not (target / "model.onnx").is_file():
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         return None, (lines[-1] if lines else f"exit {proc.returncode}")
@@ -85,8 +91,6 @@ def file_bytes(model: Path) -> int:
 
 def ours(run: Path) -> dict[str, Path]:
     """Our fp32 ONNX and our int4 variant with the lowest perplexity, from a run folder."""
-    import json
-
     results = json.loads((run / "results.json").read_text())
     done = {v["name"]: v for v in results["variants"] if v.get("status") == "ok" and v["artifact"]["format"] == "onnx"}
     int4 = [v for n, v in done.items() if n.startswith("int4")]
