@@ -89,15 +89,19 @@ def file_bytes(model: Path) -> int:
     return model.stat().st_size + (data.stat().st_size if data.is_file() else 0)
 
 
-def ours(run: Path) -> dict[str, Path]:
-    """Our fp32 ONNX and our int4 variant with the lowest perplexity, from a run folder."""
+def ours(run: Path, also: list[str] = ()) -> dict[str, Path]:
+    """Our fp32 ONNX, our int4 variant with the lowest perplexity and the variants named in ``also``, from a run folder."""
     results = json.loads((run / "results.json").read_text())
     done = {v["name"]: v for v in results["variants"] if v.get("status") == "ok" and v["artifact"]["format"] == "onnx"}
     int4 = [v for n, v in done.items() if n.startswith("int4")]
     if "fp32" not in done or not int4:
         raise SystemExit(f"{run}/results.json has no fp32 and int4 ONNX variants; run samples/tiny_lm/pipeline.yaml.")
     best = min(int4, key=lambda v: v["metric"])
-    return {"ours fp32": run / done["fp32"]["artifact"]["path"], f"ours {best['name']}": run / best["artifact"]["path"]}
+    missing = [n for n in also if n not in done]
+    if missing:
+        raise SystemExit(f"--also names {missing}, not ONNX variants of {run} ({', '.join(done)}).")
+    chosen = {"fp32": done["fp32"], best["name"]: best, **{n: done[n] for n in also}}
+    return {f"ours {n}": run / v["artifact"]["path"] for n, v in chosen.items()}
 
 
 def main() -> None:
@@ -114,10 +118,11 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=SAMPLE / "model", help="the Hugging Face folder")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--also", default="", help="more of our variants to time, comma-separated")
+    parser.add_argument("--out", type=Path, default=None, help="where the builder writes (reused when there)")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="lm-vs-genai-"))
-    models = ours(args.run)
+    models = ours(args.run, [n for n in args.also.split(",") if n])
     for precision in ("fp32", "int4"):
         path, error = build_peer(args.model, out, precision)
         if path is None:
