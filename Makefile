@@ -40,6 +40,7 @@ test: install system-deps
 	COMPRESSOR_REQUIRE_CHROMIUM=1 $(PY) -m pytest -q
 
 bench: install
+	$(PIP) install -q -e '.[bench]'
 	$(PY) -m benchmarks.peer_static_quant
 
 clean:

@@ -81,6 +81,8 @@ class TorchRuntime(Runtime):
         else:
             module = load_module(Path(artifact.path))
         module = module.to(device)
+        if options.get("kv_cache"):  # generation: the flat key/value cache signature convert.onnx exports
+            return _cache_session(module, device)
         return TorchSession(module, device, artifact.signature.input_names)
 
     def profile_ops(self, artifact: Any, device: str, threads: int, feeds: dict[str, np.ndarray],
@@ -104,3 +106,18 @@ class TorchRuntime(Runtime):
         rows = [{"node": node, "op": op, "kind": op_kind(op), "ms": us / done / 1000.0}
                 for node, (op, us) in per_node.items()]
         return rows, done
+
+def _cache_session(module: Any, device: str) -> TorchSession:
+    """A session running a causal LM's flat cache form; it knows the shapes of an empty batch-1 cache."""
+    from compressor.frameworks._torch_lm import cache_input_names, flat_cache_module, is_causal_lm
+
+    if not is_causal_lm(module):
+        raise RuntimeUnavailableError(
+            f"{type(module).__name__} does not declare the causal-LM trait (kv_cache_layout, forward_with_cache), "
+            f"so it cannot generate with a key/value cache; add the methods or measure its ONNX export."
+        )
+    layers, heads, head_dim = module.kv_cache_layout()
+    session = TorchSession(flat_cache_module(module).to(device), device,
+                           ["input_ids", "attention_mask", *cache_input_names(layers)])
+    session.empty_cache_shapes = [(1, heads, 0, head_dim)] * (2 * layers)
+    return session

@@ -15,6 +15,8 @@ from typing import Any
 from compressor.formats import Format
 
 BATCH = "batch"  # the symbolic name of the batch dimension in a signature
+SEQUENCE = "sequence"  # the new tokens of a language model
+PAST = "past_sequence"  # the tokens a key/value cache input holds: an input the data lacks is fed empty
 
 
 @dataclass(frozen=True)

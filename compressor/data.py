@@ -2,7 +2,8 @@
 
 A source yields a dict of named numpy arrays (first axis = samples) plus optional labels.
 Single-input sources name their array ``x``; it is fed to a model's only input by position.
-Images are NCHW at the source and transposed for models whose signature says NHWC.
+Images are NCHW at the source and transposed for models whose signature says NHWC. A key/value
+cache input (a ``past_sequence`` dim) that the data does not hold is fed empty (past length 0).
 A split's ``Feeding`` adds what is not a sample: constant inputs fed unchanged to every batch, and
 the batch axis of inputs (and outputs) whose batch is not first. Inside a split every array holds
 samples on its first axis; ``feeds_for`` puts the batch back where the model wants it.
@@ -17,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from compressor.artifact import BATCH, PAST
 from compressor.data_checks import check_class_labels, check_finite, check_limit, load_constants, open_npz
 from compressor.errors import DataError, unknown_name
 
-BUILTIN_SOURCES = ("digits", "mnist")
+BUILTIN_SOURCES = ("digits", "mnist", "text")
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,8 @@ def load_bundle(spec: Any, resolve: Any = Path, class_labels: bool = True) -> Da
     as class ids) labels must be integer ids; a limit written in the pipeline must fit its split.
     """
     where = "data"
+    if spec.source == "text":
+        return _text_bundle(spec, resolve)
     if spec.source:
         if spec.source == "digits":
             inputs, labels = load_digits_source(spec.size)
@@ -247,6 +251,20 @@ def load_bundle(spec: Any, resolve: Any = Path, class_labels: bool = True) -> Da
     return DataBundle(splits, roles)
 
 
+def _text_bundle(spec: Any, resolve: Any) -> DataBundle:
+    """The text source's splits: documents split first (seeded), then tokenised and chunked."""
+    from compressor.data_text import load_text_splits
+
+    parts = load_text_splits(spec.text, spec.test_fraction, spec.seed, resolve)
+    splits = {name: Split(inputs, labels) for name, (inputs, labels) in parts.items()}
+    roles = {role: (getattr(spec, role).split, getattr(spec, role).limit)
+             for role in ("calibration", "evaluation", "training")}
+    for role, (split, limit) in roles.items():
+        if _written(spec, role) and _written(getattr(spec, role), "limit"):
+            check_limit(role, limit, len(splits[split]), split)
+    return DataBundle(splits, roles)
+
+
 def _written(spec: Any, key: str) -> bool:
     """Whether the pipeline file gave ``key`` (pydantic records it), not a default."""
     return key in getattr(spec, "model_fields_set", {key})
@@ -282,7 +300,8 @@ def feeds_for(signature: Any, inputs: dict[str, np.ndarray] | Split,
     if isinstance(inputs, Split):
         feeding, inputs = feeding or inputs.feeding, inputs.inputs
     feeding = feeding or Feeding()
-    specs = [s for s in signature.inputs if s.name not in feeding.constants]
+    empty = [s for s in signature.inputs if PAST in s.shape and s.name not in inputs and s.name not in feeding.constants]
+    specs = [s for s in signature.inputs if s.name not in feeding.constants and s not in empty]
     unknown = sorted(set(feeding.constants) - set(signature.input_names))
     if unknown:
         raise DataError(f"data.constants names {unknown}, not inputs of the model {signature.input_names}; fix the names.")
@@ -308,6 +327,9 @@ def feeds_for(signature: Any, inputs: dict[str, np.ndarray] | Split,
     for spec in signature.inputs:
         if spec.name in feeding.constants:
             feeds[spec.name] = _constant_feed(spec, feeding.constants[spec.name])
+    batch = len(next(iter(inputs.values()))) if inputs else 1
+    for spec in empty:  # a key/value cache the data does not hold starts empty: no tokens in the past
+        feeds[spec.name] = np.zeros([batch if d == BATCH else 0 if d == PAST else d for d in spec.shape], spec.dtype)
     return feeds
 
 

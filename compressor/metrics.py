@@ -17,6 +17,7 @@ class Metric:
     fn: Callable[[np.ndarray, np.ndarray | None, np.ndarray | None], float]
     higher_is_better: bool = True
     needs_labels: bool = True
+    labels: str = "class"  # what the labels are: class ids (one per sample) or next tokens (one per position)
 
     def drop(self, reference: float, value: float) -> float:
         """How much worse ``value`` is than ``reference`` (positive = worse)."""
@@ -56,11 +57,47 @@ def _mse(outputs: np.ndarray, _labels: np.ndarray | None, ref: np.ndarray | None
     return float(np.mean((outputs.astype(np.float64) - ref.astype(np.float64)) ** 2))
 
 
+def log_softmax_rows(logits: np.ndarray) -> np.ndarray:
+    """log p over the last axis, in float64 (stable: the row's max is subtracted first)."""
+    x = logits.astype(np.float64)
+    x -= x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def _perplexity(outputs: np.ndarray, labels: np.ndarray | None, _ref: np.ndarray | None) -> float:
+    """Token-weighted perplexity: exp of the mean negative log-likelihood of every label token."""
+    if labels is None or labels.shape != outputs.shape[:-1]:
+        shown = None if labels is None else list(labels.shape)
+        raise DataError(
+            f"metric 'perplexity' needs next-token labels of shape {list(outputs.shape[:-1])} (samples x positions) "
+            f"beside logits {list(outputs.shape)}, got {shown}; use data source 'text'."
+        )
+    nll, count = 0.0, 0
+    for row_logits, row_labels in zip(outputs, labels):  # one sample at a time: a float64 copy of all logits is big
+        logp = log_softmax_rows(row_logits)
+        nll -= float(np.take_along_axis(logp, row_labels[:, None].astype(np.int64), axis=-1).sum())
+        count += row_labels.size
+    return float(np.exp(nll / max(count, 1)))
+
+
+def greedy_agreement(tokens: list[int] | np.ndarray, reference: list[int] | np.ndarray) -> float:
+    """The share of the reference's greedy tokens that ``tokens`` matches position by position.
+
+    Positions past the end of ``tokens`` count as misses, so a shorter generation cannot score higher.
+    """
+    ref = np.asarray(reference)
+    if ref.size == 0:
+        return 1.0
+    got = np.asarray(tokens)[: ref.size]
+    return float(np.sum(got == ref[: got.size]) / ref.size)
+
+
 METRICS: dict[str, Metric] = {
     "accuracy": Metric("accuracy", _accuracy),
     "top5": Metric("top5", _top5),
     "cosine": Metric("cosine", _cosine, higher_is_better=True, needs_labels=False),
     "mse": Metric("mse", _mse, higher_is_better=False, needs_labels=False),
+    "perplexity": Metric("perplexity", _perplexity, higher_is_better=False, labels="tokens"),
 }
 
 

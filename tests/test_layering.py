@@ -12,7 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("compressor", "backends", "benchmarks", "samples")
-CORE = {"errors", "formats", "artifact", "data", "data_checks", "metrics", "cache", "code"}
+CORE = {"errors", "formats", "artifact", "data", "data_checks", "data_text", "metrics", "cache", "code"}
 RANKS = {"core": 0, "frameworks": 1, "backends": 2, "measure": 3, "passes": 4, "run": 5, "report": 6, "package": 6,
          "cli": 7, "api": 7, "samples": 8, "benchmarks": 9}
 STRING_REF = re.compile(r"^((?:compressor|backends|benchmarks|samples)(?:\.\w+)+):\w+$")

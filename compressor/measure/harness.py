@@ -128,17 +128,37 @@ def measure(artifact: Artifact, runtime: str, device: str, batch_size: int, thre
     """
     what = f"measuring {artifact.path} on {runtime}:{device} at batch {batch_size}"
     feeds = batch_feeds(artifact, samples, batch_size)
+    request = {"artifact": artifact.to_dict(), "runtime": runtime, "device": device, "threads": threads,
+               "batch_size": batch_size, "settings": asdict(settings)}
+    result = _run_worker(request, feeds, what, threads, timeout_s, trust)
+    result.update(runtime=runtime, device=device, batch_size=batch_size, threads=threads)
+    return result
+
+
+def measure_generation(artifact: Artifact, runtime: str, device: str, threads: int, settings: TimingSettings,
+                       prompt: np.ndarray, new_tokens: int, timeout_s: float = 600,
+                       trust: TrustPolicy | None = None) -> dict[str, Any]:
+    """Greedy generation of ``new_tokens`` after ``prompt`` at batch 1 with the key/value cache, in a fresh
+    process: cold start, prefill ms, decode ms per token (p50 / p90), tokens per second, peak RSS, the tokens."""
+    what = f"measuring generation of {artifact.path} on {runtime}:{device}"
+    request = {"kind": "generate", "artifact": artifact.to_dict(), "runtime": runtime, "device": device,
+               "threads": threads, "batch_size": 1, "new_tokens": int(new_tokens), "settings": asdict(settings)}
+    result = _run_worker(request, {"prompt": np.asarray(prompt, dtype=np.int64)}, what, threads, timeout_s, trust)
+    result.update(runtime=runtime, device=device, batch_size=1, threads=threads)
+    return result
+
+
+def _run_worker(request_data: dict[str, Any], feeds: dict[str, np.ndarray], what: str, threads: int,
+                timeout_s: float, trust: TrustPolicy | None) -> dict[str, Any]:
+    """Run one worker process on ``request_data`` with ``feeds`` saved beside it; its one-line JSON result."""
     env = dict(os.environ)
     env.update({v: str(threads) for v in THREAD_VARS})
     with tempfile.TemporaryDirectory(prefix="compressor-bench-") as tmp:
         inputs = Path(tmp) / "inputs.npz"
         np.savez(inputs, **feeds)
         request = Path(tmp) / "request.json"
-        request.write_text(json.dumps({
-            "artifact": artifact.to_dict(), "inputs": str(inputs), "runtime": runtime, "device": device,
-            "threads": threads, "batch_size": batch_size, "settings": asdict(settings),
-            "import_paths": user_import_paths(), "trust": (trust or current_trust()).to_dict(),
-        }))
+        request.write_text(json.dumps({**request_data, "inputs": str(inputs), "import_paths": user_import_paths(),
+                                       "trust": (trust or current_trust()).to_dict()}))
         try:
             proc = subprocess.run([sys.executable, "-m", "compressor.measure.worker", str(request)], env=env,
                                   capture_output=True, text=True, timeout=timeout_s)
@@ -147,6 +167,4 @@ def measure(artifact: Artifact, runtime: str, device: str, batch_size: int, thre
                                    f"lower benchmark.max_seconds or the batch size.") from None
         except OSError as exc:
             raise MeasurementError(f"{what} could not start a worker process: {exc}.") from None
-    result = _result(proc, what)
-    result.update(runtime=runtime, device=device, batch_size=batch_size, threads=threads)
-    return result
+    return _result(proc, what)

@@ -50,6 +50,9 @@ def _measure(req: dict) -> None:
     runtime_import = time.perf_counter_ns()
     runtime.preload(artifact)  # import cost is not part of cold start
     base_rss = _rss_mb()
+    if req.get("kind") == "generate":
+        _generate(req, artifact, runtime, base_rss, runtime_import)
+        return
     t0 = time.perf_counter_ns()
     session = runtime.open(artifact, device=req["device"], threads=req["threads"])
     session.run(feeds)
@@ -65,6 +68,24 @@ def _measure(req: dict) -> None:
         throughput_per_s=batch * 1000.0 / timing.mean_ms if timing.mean_ms else 0.0,
         import_ms=(t0 - runtime_import) / 1e6,
     )
+    session.close()
+    print(json.dumps(result))
+
+
+def _generate(req: dict, artifact: object, runtime: object, base_rss: float, runtime_import: int) -> None:
+    """Greedy generation with the key/value cache: cold start (open + first prefill), prefill and decode timings."""
+    from compressor.measure.generation import lm_for, open_lm, time_generation
+    from compressor.measure.timing import TimingSettings
+
+    prompt = np.load(req["inputs"], allow_pickle=False)["prompt"]
+    t0 = time.perf_counter_ns()
+    session = open_lm(artifact, runtime, req["device"], req["threads"])
+    lm = lm_for(session, artifact)
+    lm.prefill(prompt)
+    cold_ms = (time.perf_counter_ns() - t0) / 1e6
+    result = time_generation(lm, prompt, req["new_tokens"], TimingSettings(**req["settings"]))
+    result.update(cold_start_ms=cold_ms, peak_rss_mb=_rss_mb(), rss_before_open_mb=base_rss,
+                  import_ms=(t0 - runtime_import) / 1e6)
     session.close()
     print(json.dumps(result))
 

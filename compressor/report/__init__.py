@@ -9,6 +9,7 @@ from compressor.cache import atomic_write_text, temp_sibling
 from compressor.errors import ConfigError
 from compressor.report.figures import kib, ratio, significant
 from compressor.report.search import search_lines
+from compressor.report.generation import decode_points, generation_lines
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -44,7 +45,7 @@ def markdown(results: dict[str, Any]) -> str:
     ref, metric = results["reference"], results["metric"]["name"]
     out = [f"# {results['pipeline']}", "",
            f"Reference: {ref['format']} `{ref['source']}`, {metric} {_fmt(ref['metric'])}, "
-           f"{_kb(ref['size_bytes'])}. Budget: {metric} may drop by at most {results['budget']['max_drop']}.", "",
+           f"{_kb(ref['size_bytes'])}. Budget: {metric} may drop by at most {results['budget']['max_drop']}{' of its value' if results['budget'].get('relative') else ''}.", "",
            *_data_lines(results), "## Variants", ""]
     rows = []
     for v in results["variants"]:
@@ -85,6 +86,7 @@ def markdown(results: dict[str, Any]) -> str:
                         else "the whole variant against the reference", c["target"], c["batch_size"],
                         significant(c.get("parent_p50_ms", c.get("sibling_p50_ms", c.get("reference_p50_ms")))),
                         significant(c["p50_ms"]), _speedup_text(c)] for n, c in checks])
+    out += generation_lines(results)
     warnings = [(v["name"], w) for v in results["variants"] for w in v.get("warnings", [])]
     if warnings or results.get("skipped_targets") or results.get("warnings"):
         out += ["", "## Warnings", ""]
@@ -162,7 +164,7 @@ def pareto_points(results: dict[str, Any]) -> list[dict[str, Any]]:
             if "p50_ms" in b:
                 pts.append({"name": name, "target": f"{b['runtime']}:{b['device']}", "batch": b["batch_size"],
                             "p50_ms": b["p50_ms"], "metric": b.get("metric"), "size_bytes": size})
-    return pts
+    return pts + decode_points(results)  # language models: a panel of decode ms per token
 
 
 def pareto_front(points: list[dict[str, Any]], higher_is_better: bool = True) -> list[dict[str, Any]]:
@@ -187,7 +189,7 @@ def plot_pareto(results: dict[str, Any], path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    batches = sorted({p["batch"] for p in points})
+    batches = sorted({p["batch"] for p in points}, key=lambda b: (isinstance(b, str), str(b).zfill(8)))
     fig, axes = plt.subplots(1, len(batches), figsize=(6 * len(batches), 4.5), squeeze=False)
     for ax, batch in zip(axes[0], batches):
         pts = [p for p in points if p["batch"] == batch]
@@ -201,9 +203,10 @@ def plot_pareto(results: dict[str, Any], path: Path) -> bool:
         front = sorted(pareto_front(pts, results["metric"]["higher_is_better"]), key=lambda p: p["p50_ms"])
         ax.plot([p["p50_ms"] for p in front], [p["metric"] for p in front], "k--", lw=0.8, label="Pareto front")
         ax.set_xscale("log")
-        ax.set_xlabel("p50 latency (ms, log)")
+        decode = batch == "decode"
+        ax.set_xlabel("decode ms per token, p50 (log)" if decode else "p50 latency (ms, log)")
         ax.set_ylabel(results["metric"]["name"])
-        ax.set_title(f"batch {batch} (marker area ~ file size)")
+        ax.set_title(f"{'generation, batch 1, KV cache' if decode else f'batch {batch}'} (marker area ~ file size)")
         ax.legend(fontsize=7)
     fig.tight_layout()
     tmp = temp_sibling(path)  # unique to this process: concurrent writers never collide

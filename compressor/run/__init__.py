@@ -49,7 +49,12 @@ def run_pipeline(pipeline: Pipeline, out_dir: Path, cache_dir: Path | None = Non
         finally:
             executor.close()
         paired = collect_paired(ctx, outcomes, benches, remeasure) if benchmark else {}
-        results = build_results(ctx, outcomes, benches, skipped, fingerprint(), paired)
+        generation = {}
+        if pipeline.spec.generation is not None:
+            from compressor.run.generation import collect_generation
+
+            generation = collect_generation(ctx, outcomes, remeasure, timed=benchmark)
+        results = build_results(ctx, outcomes, benches, skipped, fingerprint(), paired, generation)
         results["executor"] = executor.kind
         results["provenance"] = provenance(ctx)
         write_samples(out_dir, ctx)

@@ -83,7 +83,7 @@ class RunContext:
     def pass_context(self, variant: str, pass_name: str, work_dir: Path | None = None) -> PassContext:
         """What a pass may use: data, the evaluator, the seed, the budget, a progress line."""
         return PassContext(
-            self.data, self.evaluator, seed=self.spec.seed, max_drop=self.budget.max_drop,
+            self.data, self.evaluator, seed=self.spec.seed, max_drop=self.budget.absolute(self.reference_metric),
             reference_metric=self.reference_metric, work_dir=work_dir,
             progress=lambda msg: self.on_event("pass_progress", variant=variant, name=pass_name, message=msg),
         )
@@ -155,7 +155,7 @@ def _prepare(pipeline: Pipeline, cache_dir: Path, on_event: Event, trust: TrustP
     cache = Cache(cache_dir, on_warning=lambda message: on_event("warning", message=message))
     metric = get_metric(spec.metric_name)
     on_event("stage", message="loading data")
-    data = load_bundle(spec.data, pipeline.resolve, class_labels=":" not in spec.metric_name)
+    data = load_bundle(spec.data, pipeline.resolve, class_labels=":" not in spec.metric_name and metric.labels == "class")
     evaluator = Evaluator(data, metric, spec.data.evaluation.batch_size, spec.metric_outputs)
     on_event("stage", message="loading the input model")
     reference = load_reference(pipeline, data, cache)

@@ -33,7 +33,7 @@ def export_path(variant: str, artifact: Artifact) -> str:
 
 def _variant(ctx: RunContext, o: VariantOutcome, benches: dict, cpu: dict[str, Any],
              siblings: dict[str, tuple[list[dict], list[str]]], paired: Paired,
-             profiles: Profiles | None) -> dict[str, Any]:
+             profiles: Profiles | None, generation: dict[str, dict]) -> dict[str, Any]:
     v: dict[str, Any] = {"name": o.name, "passes": o.pass_names, "ledger": o.ledger, "status": "ok"}
     if o.error:
         v.update(status="failed", error=o.error)
@@ -49,7 +49,7 @@ def _variant(ctx: RunContext, o: VariantOutcome, benches: dict, cpu: dict[str, A
                   "gzip_bytes": gzip_size(a.path), "sha256": a.sha256},
         metric=value, metric_drop=ctx.metric.drop(ctx.reference_metric, value),
     )
-    v["within_budget"] = ctx.budget.allows(v["metric_drop"])
+    v["within_budget"] = ctx.budget.allows(v["metric_drop"], ctx.reference_metric)
     if len(ctx.evaluator.scored) > 1:  # each scored output's value; the metric is the worst of them
         v["metric_per_output"] = ctx.metric_detail(a)
     v["benchmarks"] = benches.get(a.sha256, [])
@@ -59,6 +59,12 @@ def _variant(ctx: RunContext, o: VariantOutcome, benches: dict, cpu: dict[str, A
         v["reference_checks"] = found
     if o.name in siblings:
         v["sibling_checks"], more = siblings[o.name]
+        v["warnings"] += more
+    if a.sha256 in generation:  # a language model: greedy agreement, prefill and decode figures
+        from compressor.run.generation import decode_checks
+
+        v["generation"] = generation[a.sha256]
+        v["decode_checks"], more = decode_checks(o, generation, cpu)
         v["warnings"] += more
     return v
 
@@ -75,15 +81,20 @@ def data_sizes(ctx: RunContext, outcomes: list[VariantOutcome]) -> dict[str, Any
 
 
 def build_results(ctx: RunContext, outcomes: list[VariantOutcome], benches: dict, skipped: list[dict],
-                  env: dict[str, Any], paired: Paired | None = None) -> dict[str, Any]:
+                  env: dict[str, Any], paired: Paired | None = None,
+                  generation: dict[str, dict] | None = None) -> dict[str, Any]:
     """The results dict of a run: reference, variants with their ledgers, benchmarks, speed checks (from
-    ``paired`` rounds where measured), environment."""
+    ``paired`` rounds where measured), environment.
+
+    ``generation`` (language models): per artifact sha256, its greedy agreement and generation timings.
+    """
     ref = ctx.reference
     cpu = env.get("cpu", {})
     paired = paired or {}
     profiles = Profiles.of(ctx) if benches else None  # a flagged step's "why", from its profile (run/why.py)
     siblings = sibling_checks(outcomes, benches, cpu, paired, profiles)
-    return {
+    generation = generation or {}
+    results = {
         "schema": SCHEMA_VERSION,
         "pipeline": ctx.spec.name,
         "metric": {"name": ctx.metric.name, "higher_is_better": ctx.metric.higher_is_better,
@@ -93,11 +104,14 @@ def build_results(ctx: RunContext, outcomes: list[VariantOutcome], benches: dict
         "reference": {"format": ref.format.value, "source": ctx.spec.model.path or ctx.spec.model.factory,
                       "size_bytes": ref.size_bytes, "gzip_bytes": gzip_size(ref.path), "sha256": ref.sha256,
                       "metric": ctx.reference_metric, "benchmarks": benches.get(ref.sha256, [])},
-        "variants": [_variant(ctx, o, benches, cpu, siblings, paired, profiles) for o in outcomes],
+        "variants": [_variant(ctx, o, benches, cpu, siblings, paired, profiles, generation) for o in outcomes],
         "skipped_targets": skipped,
         "warnings": list(ctx.cache.warnings),  # cache entries that failed their content check
         "environment": env,
     }
+    if ref.sha256 in generation:
+        results["reference"]["generation"] = generation[ref.sha256]
+    return results
 
 
 def write_run(out_dir: Path, results: dict[str, Any], outcomes: list[VariantOutcome]) -> None:
@@ -141,6 +155,8 @@ def failed_benchmarks(results: dict[str, Any]) -> list[str]:
     """One line per failed measurement: which model, target and batch, and why."""
     rows = [("reference", b) for b in results.get("reference", {}).get("benchmarks", [])]
     rows += [(v["name"], b) for v in results["variants"] for b in v.get("benchmarks", [])]
+    rows += [(f"{v.get('name', 'reference')} generation", m) for v in [results.get("reference", {}), *results["variants"]]
+             for m in v.get("generation", {}).get("measurements", [])]
     return [f"{name} on {b['runtime']}:{b['device']} batch {b['batch_size']}: {b['error']}"
             for name, b in rows if b.get("error")]
 

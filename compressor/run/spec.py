@@ -36,7 +36,7 @@ def _suggest(name: object) -> str:
     cleaned = re.sub(r"[^A-Za-z0-9._+-]+", "-", str(name)).lstrip(".-")[:100]
     return cleaned or "variant-1"
 
-METRICS = ("accuracy", "top5", "cosine", "mse")
+METRICS = ("accuracy", "top5", "cosine", "mse", "perplexity")
 BOUNDED_METRICS = ("accuracy", "top5", "cosine")  # their drop is a fraction: max_drop above 1 means nothing
 
 
@@ -82,10 +82,27 @@ class NpzArraySpec(_Strict):
     key: str
 
 
+class TextSpec(_Strict):
+    """The ``text`` source: documents, the model's tokenizer, and the fixed context of a sample."""
+
+    documents: str | None = Field(None, description="'package.module:fn' returning the documents (a list of strings)")
+    files: list[str] | None = Field(None, min_length=1, description="UTF-8 text files; blank lines separate documents")
+    tokenizer: str = Field(..., description="the model's tokenizer.json (Hugging Face tokenizers)")
+    context_length: int = Field(128, ge=2, le=8192, description="tokens per sample; perplexity is over this context")
+    eos_token: str = Field("</s>", description="the token that separates documents in the token stream")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TextSpec:
+        if bool(self.documents) == bool(self.files):
+            raise ValueError("give either 'documents' (package.module:fn) or 'files', not both or neither")
+        return self
+
+
 class DataSpec(_Strict):
     """Where samples come from, and which split each role uses."""
 
-    source: str | None = Field(None, description="built-in source: digits | mnist")
+    source: str | None = Field(None, description="built-in source: digits | mnist | text (with data.text)")
+    text: TextSpec | None = Field(None, description="the text source's documents, tokenizer and context length")
     npz: str | None = Field(None, description="an .npz with 'x' (or 'x.<input>') and optional 'y'")
     factory: str | None = Field(None, description="'package.module:fn' returning {'x': ..., 'y': ...}")
     size: int | None = Field(None, gt=0, description="resize built-in images to size x size")
@@ -114,6 +131,9 @@ class DataSpec(_Strict):
         given = [k for k in ("source", "npz", "factory") if getattr(self, k)]
         if len(given) != 1:
             raise ValueError(f"give exactly one of 'source', 'npz', 'factory' (got {given or 'none'})")
+        if (self.source == "text") != (self.text is not None):
+            raise ValueError("the text source needs 'text: {documents or files, tokenizer}', and 'text' needs "
+                             "'source: text'")
         return self
 
 
@@ -129,10 +149,15 @@ class BudgetSpec(_Strict):
     """How much the metric may worsen against the input model."""
 
     max_drop: float = Field(0.01, ge=0)
+    relative: bool = Field(False, description="max_drop is a fraction of the reference's value (perplexity +3%: 0.03)")
 
-    def allows(self, drop: float) -> bool:
-        """Whether a metric drop (positive = worse) is within the budget."""
-        return drop <= self.max_drop
+    def absolute(self, reference: float | None = None) -> float:
+        """The allowed drop in the metric's own units."""
+        return self.max_drop * abs(reference) if self.relative and reference is not None else self.max_drop
+
+    def allows(self, drop: float, reference: float | None = None) -> bool:
+        """Whether a metric drop (positive = worse) is within the budget (``reference``: for a relative one)."""
+        return drop <= self.absolute(reference)
 
 
 class BenchmarkSpec(_Strict):
@@ -192,6 +217,16 @@ class PackageSpec(_Strict):
     zip: bool = Field(False, description="also write PACKAGE.zip")
     oci: bool = Field(False, description="also write PACKAGE.oci/, an OCI image layout (CNCF ModelPack media types)")
     labels: list[str] | None = Field(None, description="class names, in output order (default: from the data source)")
+
+
+class GenerationSpec(_Strict):
+    """Language models: greedy generation with the key/value cache, timed and compared to the reference."""
+
+    prompt_tokens: int = Field(128, ge=1, description="tokens of the timed prompt (prefill)")
+    new_tokens: int = Field(64, ge=2, description="tokens generated after it (decode ms per token over these)")
+    timed_rounds: int = Field(10, ge=1, description="prefill calls timed (decode: at least new_tokens steps)")
+    prompts: int = Field(4, ge=1, description="held-out prompts whose greedy tokens give greedy_agreement")
+    agreement_tokens: int = Field(64, ge=1, description="greedy tokens compared to the reference's per prompt")
 
 
 Step = Union[str, dict[str, Union[dict[str, Any], None]]]
@@ -283,6 +318,7 @@ class PipelineSpec(_Strict):
     variants: dict[str, list[Step]]
     targets: list[str] = Field(default_factory=lambda: ["onnxruntime:cpu"])
     benchmark: BenchmarkSpec = BenchmarkSpec()
+    generation: GenerationSpec | None = Field(None, description="language models: generation measurements")
     seed: int = 0
     executor: Union[Literal["local", "ray"], ExecutorSpec] = "local"
     package: PackageSpec | None = Field(None, description="deployment packages built at the end of the run")

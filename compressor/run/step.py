@@ -83,7 +83,7 @@ def pass_key(ctx: RunContext, parent: Artifact, p: Pass) -> str:
 
         parts.append({"training_threads": training_threads()})
     if p.uses_budget():  # accuracy-aware passes aim at the budget and the reference
-        parts += [ctx.budget.max_drop, ctx.reference_metric]
+        parts += [ctx.budget.absolute(ctx.reference_metric), ctx.reference_metric]
     return cache_key(*parts)
 
 
@@ -147,7 +147,7 @@ def _apply_pass(ctx: RunContext, parent: Artifact, p: Pass, variant: str, index:
     value, _ = ctx.metric_of(artifact)
     entry["metric"] = value
     entry["metric_drop"] = ctx.metric.drop(ctx.reference_metric, value)
-    entry["within_budget"] = ctx.budget.allows(entry["metric_drop"])
+    entry["within_budget"] = ctx.budget.allows(entry["metric_drop"], ctx.reference_metric)
     ctx.on_event("pass_done", variant=variant, index=index, name=p.name, entry=entry)
     return StepResult(artifact, entry)
 

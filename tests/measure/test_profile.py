@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from compressor.artifact import Artifact, Signature, TensorSpec, content_sha256
-from compressor.formats import Format
+from compressor.artifact import Artifact
 from tests.tiny_onnx import FAST_PROFILE, SAMPLES, artifact, conv_pair
 
 

@@ -10,6 +10,7 @@ from compressor.artifact import BATCH, Artifact, Signature
 from compressor.errors import ConversionError, first_line
 from compressor.frameworks._onnx import onnx_signature
 from compressor.frameworks._torch import load_torch, quiet_stdout, sample_inputs
+from compressor.frameworks._torch_lm import is_causal_lm
 
 if TYPE_CHECKING:
     from compressor.passes.convert.to_onnx import ConvertOnnxConfig
@@ -22,6 +23,15 @@ def export_onnx(artifact: Artifact, config: ConvertOnnxConfig, path: Path) -> Si
     import torch
 
     module = load_torch(artifact)
+    if getattr(config, "kv_cache", None) is not False and is_causal_lm(module):
+        from compressor.passes.convert._torch_lm import export_causal_lm
+
+        return export_causal_lm(module, config, path)
+    if getattr(config, "kv_cache", None) and not is_causal_lm(module):
+        raise ConversionError(
+            f"convert.onnx: kv_cache is true but {type(module).__name__} does not declare the causal-LM trait "
+            f"(kv_cache_layout and forward_with_cache methods); drop kv_cache or add the methods to the model."
+        )
     args = sample_inputs(artifact.signature)
     in_names = artifact.signature.input_names
     out_names = [o.name for o in artifact.signature.outputs] or ["output"]

@@ -28,6 +28,9 @@ class ConvertOnnxConfig(PassConfig):
         "dynamo", description="PyTorch exporter: torch.export based (dynamo) or the legacy TorchScript one"
     )
     atol: float = Field(1e-4, gt=0, description="max abs error allowed vs the parent on the parity batch")
+    kv_cache: bool | None = Field(
+        None, description="causal LMs: export with past key/value inputs and present outputs (dynamic batch, "
+        "sequence and past length); default: when the torch module declares the cache trait")
     dynamic_axes: dict[str, dict[int, str]] = Field(
         default_factory=dict,
         description="more symbolic dims per input besides the batch, e.g. {input_ids: {1: sequence}}",

@@ -48,7 +48,7 @@ class QuantizeOnnxWeightOnly(QuantizePass):
     """MatMul weights to 4 or 8 bits in blocks; activations stay float."""
 
     name = "quantize.onnx.weight_only"
-    version = 1
+    version = 2  # 2: the report says which accuracy level and zero-point dtype MatMulNBits got
     config_class = WeightOnlyConfig
     input_formats: ClassVar[frozenset[Format]] = frozenset({Format.ONNX})
 
@@ -56,6 +56,11 @@ class QuantizeOnnxWeightOnly(QuantizePass):
         return ("calibration",) if self.config.algorithm == "gptq" else ()
 
     def slow_reason(self, entry: dict[str, Any], cpu: dict[str, Any]) -> str:
+        report = entry.get("report") or {}
+        if str(report.get("zero_points", "")).startswith("float") or report.get("accuracy_level_written") == 0:
+            return (f"the {self.config.algorithm} quantizer wrote {report.get('zero_points')} zero points and accuracy "
+                    f"level {report.get('accuracy_level_written')} into MatMulNBits, which keeps the kernel off its int8 "
+                    f"path (it dequantizes every block to float on each call); use algorithm rtn / gptq / default")
         if self.config.accuracy_level != 4:
             return ("MatMulNBits below accuracy_level 4 unpacks the low-bit weights and multiplies in float32; "
                     "set accuracy_level: 4 for int8 dot products")
@@ -87,4 +92,20 @@ class QuantizeOnnxWeightOnly(QuantizePass):
             check_calibration_data(split, artifact.signature, self.name)
         path = out_dir / "model.onnx"
         report = quantize_weight_only(Path(artifact.path), path, self.config, split, artifact.signature)
-        return PassOutput(path=path, signature=artifact.signature, report=report)
+        return PassOutput(path=path, signature=artifact.signature, report={**report, **nbits_facts(path)})
+
+
+def nbits_facts(path: Path) -> dict[str, Any]:
+    """What the kernel will see: the accuracy level written and the zero points' dtype (float ones, as HQQ writes
+    them, keep MatMulNBits off its int8 path)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    nodes = [n for n in model.graph.node if n.op_type == "MatMulNBits"]
+    if not nodes:
+        return {}
+    inits = {i.name: i for i in model.graph.initializer}
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in nodes[0].attribute}
+    zp = inits.get(nodes[0].input[3]) if len(nodes[0].input) > 3 else None
+    return {"accuracy_level_written": int(attrs.get("accuracy_level", 0)),
+            "zero_points": "none" if zp is None else onnx.helper.tensor_dtype_to_np_dtype(zp.data_type).name}
