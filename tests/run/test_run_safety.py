@@ -128,7 +128,7 @@ def test_a_measurement_key_covers_the_machine_and_the_settings() -> None:
     from compressor.measure.timing import TimingSettings
     from compressor.run.measurements import measurement_key
 
-    ctx = SimpleNamespace(spec=SimpleNamespace(benchmark=SimpleNamespace(threads=1)),
+    ctx = SimpleNamespace(spec=SimpleNamespace(benchmark=SimpleNamespace(threads=1, max_cv=0.1, max_remeasure=1)),
                           data=SimpleNamespace(fingerprint=lambda role: "data"))
     art = SimpleNamespace(sha256="a" * 64)
     machine = machine_fingerprint()
