@@ -128,8 +128,11 @@ def test_a_measurement_key_covers_the_machine_and_the_settings() -> None:
     from compressor.measure.timing import TimingSettings
     from compressor.run.measurements import measurement_key
 
-    ctx = SimpleNamespace(spec=SimpleNamespace(benchmark=SimpleNamespace(threads=1, max_cv=0.1, max_remeasure=1)),
-                          data=SimpleNamespace(fingerprint=lambda role: "data"))
+    def context(max_cv: float = 0.1) -> SimpleNamespace:
+        return SimpleNamespace(spec=SimpleNamespace(benchmark=SimpleNamespace(threads=1, max_cv=max_cv, max_remeasure=1)),
+                               data=SimpleNamespace(fingerprint=lambda role: "data"))
+
+    ctx = context()
     art = SimpleNamespace(sha256="a" * 64)
     machine = machine_fingerprint()
     assert {"cpu", "cores", "packages"} <= set(machine) and "load_average" not in machine
@@ -139,7 +142,8 @@ def test_a_measurement_key_covers_the_machine_and_the_settings() -> None:
     for key in (measurement_key(ctx, art, "onnxruntime:cpu", 1, TimingSettings(), other_cpu),
                 measurement_key(ctx, art, "onnxruntime:cpu", 4, TimingSettings(), machine),
                 measurement_key(ctx, art, "torch:cpu", 1, TimingSettings(), machine),
-                measurement_key(ctx, art, "onnxruntime:cpu", 1, TimingSettings(min_runs=7), machine)):
+                measurement_key(ctx, art, "onnxruntime:cpu", 1, TimingSettings(min_runs=7), machine),
+                measurement_key(context(max_cv=0.3), art, "onnxruntime:cpu", 1, TimingSettings(), machine)):
         assert key != base
 
 

@@ -37,7 +37,8 @@ def test_mobilenet_sample_small(tmp_path: Path) -> None:
                        calibration={"split": "train", "limit": 16})
     raw["variants"]["distilled-int8"][2]["distill.kd"]["epochs"] = 1
     raw["targets"] = ["onnxruntime:cpu"]
-    raw["benchmark"] = {"batch_sizes": [1], "min_runs": 3, "min_seconds": 0.0, "warmup_runs": 1, "ledger_steps": True}
+    raw["benchmark"] = {"batch_sizes": [1], "min_runs": 3, "min_seconds": 0.0, "warmup_runs": 1, "ledger_steps": True,
+                        "rounds": 3, "max_rounds": 3}
     pipeline = parse_pipeline(raw, SAMPLE)
     pipeline.select(["distilled-int8"])
     results = run_pipeline(pipeline, tmp_path / "out")
