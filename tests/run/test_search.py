@@ -89,12 +89,14 @@ def test_a_killed_search_resumes_to_the_requested_number(tmp_path, tiny_weights)
     raw = raw_search(tiny_weights, startup_trials=3)
     path = write_pipeline(tmp_path, raw)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "compressor.cli", "search", str(path), "--trials", "3", "--out", str(out)]
+    # a cache of its own: trials do real work (the shared one may hold them all), so a kill lands inside one
+    cmd = [sys.executable, "-m", "compressor.cli", "search", str(path), "--trials", "3", "--out", str(out),
+           "--cache", str(tmp_path / "cache")]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600  # a loaded machine starts the CLI slowly
     while time.monotonic() < deadline and proc.poll() is None and _started_trials(out) < 2:
-        time.sleep(0.2)  # trial 0 done, trial 1 drawn: a kill now cuts a trial short
+        time.sleep(0.05)  # trial 0 done, trial 1 drawn: a kill now cuts a trial short
     running = proc.poll() is None
     proc.send_signal(signal.SIGKILL)
     proc.wait()
