@@ -148,11 +148,10 @@ def judge(paths: dict[str, Path]) -> dict[str, tuple[float, float, float]]:
 
 
 def minilm(args: Any) -> list[list[Any]]:
-    """Rows for the table: original, pruned (no distillation), pruned + distilled, + dynamic int8."""
+    """Rows for the table: original, pruned, pruned + distilled (``--distill-epochs`` > 0), each fp32 and int8."""
     import torch
 
     from benchmarks.minilm_variants import latency_feed
-    from benchmarks.suite import onnx_p50
     from compressor.frameworks._torch import params_and_macs
     from compressor.passes._torch_channels import ChannelSettings, prune_channels
     from samples.minilm.model import MiniLMEmbedder
@@ -168,6 +167,10 @@ def minilm(args: Any) -> list[list[Any]]:
     paths = {"original": export(teacher, folder / "original.onnx", reuse=True),
              "pruned": export(student, folder / "pruned.onnx", reuse=True)}  # pruning is deterministic
     weights = folder / f"distilled-{args.distill_sentences}-{args.distill_epochs}-b{BATCH}.safetensors"
+    if not args.distill_epochs:  # measure the pruned model alone: params, MACs, latency, undistilled cosine
+        paths["pruned-int8"] = quantize(paths["pruned"], folder / "pruned-int8.onnx")
+        paths["original-int8"] = quantize(paths["original"], folder / "original-int8.onnx")
+        return _rows(paths, cost, pruner, feed8, args.rounds)
     if weights.exists():
         from safetensors.torch import load_file
 
@@ -180,9 +183,16 @@ def minilm(args: Any) -> list[list[Any]]:
     paths["distilled"] = export(student, folder / "distilled.onnx")
     paths["distilled-int8"] = quantize(paths["distilled"], folder / "distilled-int8.onnx")
     paths["original-int8"] = quantize(paths["original"], folder / "original-int8.onnx")
+    return _rows(paths, cost, pruner, feed8, args.rounds)
+
+
+def _rows(paths: dict[str, Path], cost: dict[str, Any], pruner: Any, feed8: dict[str, np.ndarray],
+          rounds: int) -> list[list[Any]]:
+    from benchmarks.suite import onnx_p50
+
     scores = judge(paths)
     feeds = {1: {k: v[:1] for k, v in feed8.items()}, 8: feed8}
-    lat = onnx_p50(paths, feeds, args.rounds)
+    lat = onnx_p50(paths, feeds, rounds)
     heads = next(iter(pruner.heads().values()))
     rows = []
     for n in paths:
