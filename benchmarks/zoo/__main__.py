@@ -1,8 +1,9 @@
 """Model zoo: our int8 against onnxruntime's and NNCF's defaults on six real models.
 
 For each model (see models.py): the fp32 ONNX export, onnxruntime's ``quantize_static`` with its
-defaults, NNCF's ``nncf.quantize`` (ONNX backend, defaults), our default (``quantize.onnx.static``
-with no settings) and our best recipe, all from the same fp32 file and the same calibration
+defaults, NNCF's ``nncf.quantize`` (ONNX backend, defaults), ours with every node in int8
+(``nodes: all``, the default before per-node precision), our default (``quantize.onnx.static`` with
+no settings: ``nodes: auto``) and our best recipe, all from the same fp32 file and the same calibration
 samples. Reported: quality (accuracy, top-1 agreement with fp32, or cosine to fp32), file size, and
 p50 latency at batch 1 and 32 on ONNX Runtime's CPU provider, 1 thread, the five models timed in
 interleaved rounds (each round times each once, in turn); latencies are medians over rounds and
@@ -25,7 +26,7 @@ import numpy as np
 
 from benchmarks.zoo.models import ROOT, ZooModel, zoo
 
-KINDS = ("fp32", "ort-default", "nncf-default", "ours-default", "ours-best")
+KINDS = ("fp32", "ort-default", "nncf-default", "ours-all-int8", "ours-default", "ours-best")
 
 
 def build(m: ZooModel, out: Path) -> tuple[dict[str, Path | str], Any]:
@@ -37,8 +38,8 @@ def build(m: ZooModel, out: Path) -> tuple[dict[str, Path | str], Any]:
     from compressor.run import run_pipeline
     from compressor.run.pipeline import parse_pipeline
 
-    pipeline = parse_pipeline(m.pipeline({"fp32": [], "ours-default": ["quantize.onnx.static"],
-                                          "ours-best": m.best}), ROOT, m.name)
+    pipeline = parse_pipeline(m.pipeline({"fp32": [], "ours-all-int8": [{"quantize.onnx.static": {"nodes": "all"}}],
+                                          "ours-default": ["quantize.onnx.static"], "ours-best": m.best}), ROOT, m.name)
     results = run_pipeline(pipeline, out / "run", benchmark=False)
     paths: dict[str, Path | str] = {}
     for v in results["variants"]:
@@ -167,7 +168,7 @@ def summary_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
     """For our default and best, against each peer: how many models gain 1.1x at batch 32, how many
     are slower than the peer in every round, and the geometric mean speed-ups."""
     rows = []
-    for ours in ("ours-default", "ours-best"):
+    for ours in ("ours-all-int8", "ours-default", "ours-best"):
         for peer in ("ort-default", "nncf-default"):
             got = {b: [res["variants"][ours].get(f"speedup_b{b}_vs_{peer}") for res in results] for b in (1, 32)}
             r32 = [r for r in got[32] if r]

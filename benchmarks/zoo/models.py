@@ -97,7 +97,7 @@ def resnet_weights(work: Path) -> Path:
     """The residual CNN's weights, trained once (seeded) into ``work``."""
     from benchmarks.zoo.nets import train_digits_resnet
 
-    path = work / "digits_resnet-seed0-v1.safetensors"
+    path = work / "digits_resnet-seed0-v2.safetensors"
     if not path.exists():
         print(f"training the residual CNN into {path} ...")
         print(f"residual CNN test accuracy {train_digits_resnet(path):.4f}")
