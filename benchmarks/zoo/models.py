@@ -32,6 +32,7 @@ class ZooModel:
     convert: dict[str, Any] = field(default_factory=dict)  # convert.onnx settings
     best: list[Any] = field(default_factory=list)  # our best recipe: the passes after convert.onnx
     heavy: bool = False  # fewer timed runs per round
+    layout: str = "NCHW"  # the exported model's image layout (Keras: NHWC)
 
     def pipeline(self, variants: dict[str, list[Any]]) -> dict[str, Any]:
         """The pipeline mapping: this model, its data and metric, and ``variants`` (after convert.onnx)."""
@@ -73,7 +74,7 @@ def _all(resnet: Path) -> list[ZooModel]:
         ZooModel("keras-mnist-cnn", "Keras 2 conv + dense via tf2onnx, NHWC",
                  {"path": str(ROOT / "samples/keras_mnist/model.h5")},
                  {"source": "mnist", "calibration": {"split": "train", "limit": 256}},
-                 "accuracy", "accuracy", best=_CNN_BEST),
+                 "accuracy", "accuracy", best=_CNN_BEST, layout="NHWC"),
         ZooModel("mobilenet-v2", "ImageNet MobileNetV2, 224x224 photo crops", {
             "factory": "samples.mobilenet_transfer.model:imagenet_mobilenet_v2", "kwargs": {"input_size": None}},
             {"factory": "benchmarks.zoo.data:imagenet_crops", "calibration": {"split": "train", "limit": 64}},
