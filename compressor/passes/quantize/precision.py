@@ -90,8 +90,9 @@ def per_node_precision(
         return result
     say(f"drop {first.drop:.4g} > budget {max_drop:g}: measuring the int8 nodes' sensitivity")
     int8_units = [(u.name, u.op_type) for u in units if u.name not in float_units]
-    fb = accuracy_aware_fallback(int8_units, lambda extra: finish(quantize([*float_units, *extra])), score, max_drop)
-    result.model, result.fallback = fb.model, fb.report(max_drop)
+    # sensitivity trials are scored unbaked (baking changes kernels, not the arithmetic); the result is baked
+    fb = accuracy_aware_fallback(int8_units, lambda extra: quantize([*float_units, *extra]), score, max_drop)
+    result.model, result.fallback = finish(fb.model), fb.report(max_drop)
     for s in fb.float_nodes:
         decision = next(d for d in result.decisions if d["node"] == s.node)
         decision.update(precision="float", why=f"accuracy: quantized alone it costs {s.drop_alone:.4g} of the "
