@@ -191,6 +191,19 @@ def summary_rows(results: list[dict[str, Any]]) -> list[list[Any]]:
     return rows
 
 
+def write_json(path: Path, rounds: int, results: list[dict[str, Any]], failed: list[dict[str, Any]]) -> None:
+    """Every figure, the per-round p50s, the environment and the load average, written atomically."""
+    import os
+
+    from compressor.cache import atomic_write_text
+    from compressor.measure.environment import cpu_info
+
+    cpu = cpu_info()
+    env = {"cpu": cpu["model"], "isa": cpu["isa"], "threads": 1, "rounds": rounds, "load_average": os.getloadavg()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"environment": env, "models": results, "failed": failed}, indent=1))
+
+
 def main() -> None:
     from compressor.measure.environment import cpu_info
 
@@ -211,12 +224,8 @@ def main() -> None:
         except Exception as exc:  # one model's failure is reported, the others still run
             print(f"   failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}", flush=True)
             failed.append({"model": m.name, "error": f"{type(exc).__name__}: {exc}"[:1000]})
+        write_json(args.out / "zoo.json", rounds, results, failed)  # after each model: a long run keeps what it did
     cpu = cpu_info()
-    env = {"cpu": cpu["model"], "isa": cpu["isa"], "threads": 1, "rounds": rounds}
-    args.out.mkdir(parents=True, exist_ok=True)
-    from compressor.cache import atomic_write_text
-
-    atomic_write_text(args.out / "zoo.json", json.dumps({"environment": env, "models": results, "failed": failed}, indent=1))
     print(f"\nCPU: {cpu['model']}; ISA: {', '.join(cpu['isa'])}; ONNX Runtime CPU, 1 thread; {rounds} interleaved "
           f"rounds; p50 = median over rounds; speed-up = median of per-round ratios [min-max]\n")
     print(tables(results))

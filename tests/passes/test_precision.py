@@ -103,3 +103,18 @@ def test_auto_lists_every_compute_node_with_its_profile(tmp_path: Path, tiny_wei
     assert step.entry["within_budget"]
     plain = apply_pass(r, art, build_pass("quantize.onnx.static", {"nodes": "all"}), "a", 1)
     assert "nodes" not in plain.entry["report"] and plain.entry["coverage"]["int8_mac_share"] == 1.0
+
+
+def test_bisection_finds_the_shortest_within_budget_prefix() -> None:
+    from compressor.passes.quantize.fallback import accuracy_aware_fallback
+
+    cost = {f"n{i}": 0.01 * (10 - i) for i in range(10)}  # n0 costs most; budget met once n0..n6 are float
+    seen = []
+
+    def score(floats):
+        seen.append(len(floats))
+        return Score(sum(c for n, c in cost.items() if n not in floats), 0.0)
+
+    result = accuracy_aware_fallback([(n, "Conv") for n in cost], frozenset, score, max_drop=0.065, bisect=True)
+    assert [s.node for s in result.float_nodes] == [f"n{i}" for i in range(7)] and result.within_budget
+    assert len(result.steps) <= 5  # log2(10) + the full-prefix check, not 7 linear steps

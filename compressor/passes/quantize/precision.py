@@ -16,7 +16,7 @@ products, on layers dominated by re-layout, on ops ORT has no fast int8 kernel f
 is re-measured against all-int8 as a whole and the faster one kept. Then, if the result is over
 the accuracy budget, the most sensitive of the int8 units fall back to float one at a time
 (``fallback.accuracy_aware_fallback``: sensitivity = the drop and output error with that unit
-alone quantized). Every unit's decision is listed with its figures.
+alone quantized; the number of units to keep float is found by bisection over that ranking). Every unit's decision is listed with its figures.
 """
 from __future__ import annotations
 
@@ -91,7 +91,8 @@ def per_node_precision(
     say(f"drop {first.drop:.4g} > budget {max_drop:g}: measuring the int8 nodes' sensitivity")
     int8_units = [(u.name, u.op_type) for u in units if u.name not in float_units]
     # sensitivity trials are scored unbaked (baking changes kernels, not the arithmetic); the result is baked
-    fb = accuracy_aware_fallback(int8_units, lambda extra: quantize([*float_units, *extra]), score, max_drop)
+    fb = accuracy_aware_fallback(int8_units, lambda extra: quantize([*float_units, *extra]), score, max_drop,
+                                 say=say, bisect=True)
     result.model, result.fallback = finish(fb.model), fb.report(max_drop)
     for s in fb.float_nodes:
         decision = next(d for d in result.decisions if d["node"] == s.node)
