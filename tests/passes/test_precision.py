@@ -66,6 +66,13 @@ def test_over_budget_the_sensitive_int8_unit_falls_back() -> None:
     assert result.fallback["within_budget"] and result.report()["fallback"]["drop_after"] <= 0.01
 
 
+def test_no_fallback_when_even_all_float_misses_the_budget() -> None:
+    result, _ = run(drops={"conv2": 0.05, "elsewhere": 0.5})  # "elsewhere": damage no unit can take back
+    assert result.model == frozenset({"conv1"}) and result.float_units == ["conv1"]  # the speed choice kept
+    assert result.fallback["within_budget"] is False and result.fallback["drop_every_compute_node_float"] == 0.5
+    assert all(d["precision"] == "int8" for d in result.decisions[1:])
+
+
 def test_nodes_config() -> None:
     from compressor.errors import ConfigError
 

@@ -82,7 +82,7 @@ class QuantizeOnnxStatic(QuantizePass):
     """Static int8 quantization through ONNX Runtime's quantizer, fed by the pipeline's data."""
 
     name = "quantize.onnx.static"
-    version = 4  # 4: nodes: auto, the default
+    version = 5  # 4: nodes: auto, the default; 5: no node fallback when it cannot reach the budget
     config_class = StaticQuantConfig
     input_formats: ClassVar[frozenset[Format]] = frozenset({Format.ONNX})
     data_splits = ("calibration",)

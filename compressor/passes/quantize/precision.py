@@ -14,7 +14,7 @@ A unit is kept in float when its float kernels, profiled in the float parent, ar
 int8 kernels, profiled in the all-int8 model, by more than ``margin`` (int8 loses on tiny dot
 products, on layers dominated by re-layout, on ops ORT has no fast int8 kernel for). That choice
 is re-measured against all-int8 as a whole and the faster one kept. Then, if the result is over
-the accuracy budget, the most sensitive of the int8 units fall back to float one at a time
+the accuracy budget and keeping every unit in float would meet it, the most sensitive of the int8 units fall back to float one at a time
 (``fallback.accuracy_aware_fallback``: sensitivity = the drop and output error with that unit
 alone quantized; the number of units to keep float is found by bisection over that ranking). Every unit's decision is listed with its figures.
 """
@@ -88,8 +88,18 @@ def per_node_precision(
     first = score(model)
     if first.drop <= max_drop:
         return result
-    say(f"drop {first.drop:.4g} > budget {max_drop:g}: measuring the int8 nodes' sensitivity")
     int8_units = [(u.name, u.op_type) for u in units if u.name not in float_units]
+    every = score(quantize([u.name for u in units]))  # can keeping compute nodes float reach the budget at all?
+    if every.drop > max_drop:
+        result.fallback = {"max_drop": max_drop, "needed": True, "within_budget": False, "drop": round(first.drop, 6),
+                           "drop_every_compute_node_float": round(every.drop, 6),
+                           "why": "even with every compute node in float the drop is over the budget: the loss comes "
+                                  "from the other quantized ops or the calibration, so the speed choice is kept; try "
+                                  "another calibration, per_channel, or op_types"}
+        say(f"drop {first.drop:.4g} > budget {max_drop:g}, and {every.drop:.4g} with every compute node float: "
+            f"node fallback cannot help, keeping the speed choice")
+        return result
+    say(f"drop {first.drop:.4g} > budget {max_drop:g}: measuring the int8 nodes' sensitivity")
     # sensitivity trials are scored unbaked (baking changes kernels, not the arithmetic); the result is baked
     fb = accuracy_aware_fallback(int8_units, lambda extra: quantize([*float_units, *extra]), score, max_drop,
                                  say=say, bisect=True)
