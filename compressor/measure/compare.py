@@ -17,10 +17,11 @@ ROUND = TimingSettings(warmup_runs=3, warmup_seconds=0.0, min_runs=20, min_secon
 
 def interleaved_rounds(runs: dict[str, Callable[[], Any]], rounds: int = 7,
                        settings: TimingSettings = ROUND) -> dict[str, list[float]]:
-    """Each callable's p50 (ms) in every round, the callables timed in turn each round."""
+    """Each callable's p50 (ms) in every round, the callables timed in turn each round (the order
+    reversed every other round, so no callable always goes first)."""
     per_round: dict[str, list[float]] = {name: [] for name in runs}
     for r in range(rounds):
-        order = list(runs) if r % 2 == 0 else list(reversed(runs))  # no model always goes first
+        order = list(runs) if r % 2 == 0 else list(reversed(runs))
         for name in order:
             per_round[name].append(time_loop(runs[name], settings).p50_ms)
     return per_round
@@ -28,6 +29,4 @@ def interleaved_rounds(runs: dict[str, Callable[[], Any]], rounds: int = 7,
 
 def interleaved_p50(runs: dict[str, Callable[[], Any]], rounds: int = 7, settings: TimingSettings = ROUND) -> dict[str, float]:
     """Median over ``rounds`` of each callable's p50 (ms), the callables timed in turn each round."""
-    return {name: statistics.median(values) for name, values in interleaved_rounds(runs, rounds, settings).items()}
-
-
+    return {name: statistics.median(v) for name, v in interleaved_rounds(runs, rounds, settings).items()}

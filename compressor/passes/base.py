@@ -54,6 +54,7 @@ class PassContext:
     reference_metric: float | None = None  # the pipeline's input model's metric (the budget is vs it)
     progress: Any = None  # callable(str) for a status line; may be None
     work_dir: Path | None = None  # scratch space for the pass; not kept
+    batch_sizes: tuple[int, ...] = (1,)  # the pipeline's benchmark batch sizes (passes that measure speed)
 
     def say(self, message: str) -> None:
         """Report progress of long work (fine-tuning epochs, calibration)."""
@@ -109,6 +110,11 @@ class Pass:
 
     def uses_budget(self) -> bool:
         """Whether the pass aims at the pipeline's budget (its result then depends on it)."""
+        return False
+
+    def measures_speed(self) -> bool:
+        """Whether the pass, as configured, times the model to decide (its result then depends on the
+        machine and the pipeline's batch sizes)."""
         return False
 
     def produces(self, input_format: Format) -> Format:

@@ -84,6 +84,10 @@ def pass_key(ctx: RunContext, parent: Artifact, p: Pass) -> str:
         parts.append({"training_threads": training_threads()})
     if p.uses_budget():  # accuracy-aware passes aim at the budget and the reference
         parts += [ctx.budget.absolute(ctx.reference_metric), ctx.reference_metric]
+    if p.measures_speed():  # its choice is made from timings: this machine's, at these batch sizes
+        from compressor.measure.environment import machine_fingerprint
+
+        parts.append({"batch_sizes": ctx.spec.benchmark.batch_sizes, "machine": machine_fingerprint()})
     return cache_key(*parts)
 
 

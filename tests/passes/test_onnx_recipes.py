@@ -53,8 +53,8 @@ def test_quantizing_twice_is_refused_when_the_file_is_read(tmp_path: Path) -> No
 
 def test_optimize_then_quantize_runs_and_quantizes_the_convs(tmp_path: Path, tiny_weights: Path) -> None:
     ctx = make_context(tmp_path, tiny_weights)
-    p = parse_pipeline(pipeline_dict(tiny_weights, {"v": ["convert.onnx", "optimize.onnx", "quantize.onnx.static"]}),
-                       tmp_path)
+    p = parse_pipeline(pipeline_dict(tiny_weights, {"v": ["convert.onnx", "optimize.onnx",
+                                                          {"quantize.onnx.static": {"nodes": "all"}}]}), tmp_path)
     current = ctx.reference
     entries = []
     for i, step in enumerate(p.variants["v"]):

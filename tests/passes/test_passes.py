@@ -59,7 +59,7 @@ def test_static_quantization_structure_and_accuracy(runner: RunContext) -> None:
     from compressor.frameworks._onnx_graph import int8_coverage
 
     onnx_art = apply_pass(runner, runner.reference, build_pass("convert.onnx"), "a", 0).artifact
-    step = apply_pass(runner, onnx_art, build_pass("quantize.onnx.static", {"calibration": "minmax"}), "a", 1)
+    step = apply_pass(runner, onnx_art, build_pass("quantize.onnx.static", {"calibration": "minmax", "nodes": "all"}), "a", 1)
     ops = _ops(step.artifact.path)
     assert ops.count("QuantizeLinear") >= 2 and ops.count("DequantizeLinear") >= 4
     cov = int8_coverage(onnx.load(str(step.artifact.path)))
@@ -81,7 +81,7 @@ def test_static_qoperator_and_exclusions(runner: RunContext) -> None:
     qop = apply_pass(runner, onnx_art, build_pass("quantize.onnx.static", {"format": "qoperator"}), "a", 1)
     assert "QLinearConv" in _ops(qop.artifact.path)
     conv = next(n for n in _ops_nodes(onnx_art.path) if n.op_type == "Conv").name
-    kept = apply_pass(runner, onnx_art, build_pass("quantize.onnx.static", {"exclude_nodes": [conv]}), "a", 1)
+    kept = apply_pass(runner, onnx_art, build_pass("quantize.onnx.static", {"exclude_nodes": [conv], "nodes": "all"}), "a", 1)
     import onnx
 
     from compressor.frameworks._onnx_graph import int8_coverage

@@ -76,8 +76,13 @@ def accuracy_aware_fallback(
     max_drop: float,
     max_nodes: int | None = None,
     say: Callable[[str], None] = lambda _m: None,
+    bisect: bool = False,
 ) -> FallbackResult:
-    """Quantize everything; while over budget, keep the most sensitive nodes in float."""
+    """Quantize everything; while over budget, keep the most sensitive nodes in float.
+
+    ``bisect``: instead of adding nodes one at a time, find the shortest prefix of the ranking that is
+    within budget by bisection (log2 of the candidates' count in evaluations; it assumes that keeping
+    more of the ranking in float does not raise the drop)."""
     model = quantize([])
     initial = score(model)
     if initial.drop <= max_drop or not candidates:
@@ -90,6 +95,8 @@ def accuracy_aware_fallback(
         sens.append(Sensitivity(name, op_type, s.drop, s.output_error))
     ranked = sorted(sens, key=lambda s: (-round(s.drop_alone, 9), -s.output_error_alone))
     limit = len(ranked) if max_nodes is None else min(max_nodes, len(ranked))
+    if bisect:
+        return _bisect(ranked, limit, quantize, score, max_drop, initial, say)
     chosen: list[Sensitivity] = []
     steps: list[dict[str, Any]] = []
     final = initial
@@ -103,3 +110,29 @@ def accuracy_aware_fallback(
         if final.drop <= max_drop:
             break
     return FallbackResult(chosen, steps, final.drop <= max_drop, model, initial, final, ranked)
+
+
+def _bisect(ranked: list[Sensitivity], limit: int, quantize: Callable[[list[str]], Any],
+            score: Callable[[Any], Score], max_drop: float, initial: Score, say: Callable[[str], None]) -> FallbackResult:
+    """The shortest prefix of ``ranked`` (up to ``limit``) whose fallback is within budget, by bisection."""
+    lo, hi = 0, limit  # lo: over budget (or untried); hi: the answer once checked
+    tried: dict[int, tuple[Any, Score]] = {}
+    steps: list[dict[str, Any]] = []
+
+    def trial(k: int) -> tuple[Any, Score]:
+        if k not in tried:
+            model = quantize([s.node for s in ranked[:k]])
+            tried[k] = (model, score(model))
+            steps.append({"float_nodes": k, "drop": round(tried[k][1].drop, 6),
+                          "output_error": float(f"{tried[k][1].output_error:.6g}")})
+            say(f"fallback: {k} node(s) in float, drop {tried[k][1].drop:.4g}")
+        return tried[k]
+
+    if trial(hi)[1].drop > max_drop:  # even the whole prefix does not reach the budget
+        model, final = tried[hi]
+        return FallbackResult(ranked[:hi], steps, False, model, initial, final, ranked)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if trial(mid)[1].drop <= max_drop else (mid, hi)
+    model, final = tried[hi]
+    return FallbackResult(ranked[:hi], steps, True, model, initial, final, ranked)

@@ -2,7 +2,9 @@
 
 Calibration streams the split one batch at a time (minmax keeps running ranges; entropy,
 percentile and distribution keep running histograms), so memory does not grow with the number
-of samples. With ``fallback: true`` the pass is accuracy-aware: when the int8 model is over the
+of samples. By default (``nodes: auto``) each compute node's precision is chosen from measurements
+on this machine at the pipeline's batch sizes, within the budget (see ``precision.py``); ``nodes:
+all`` quantizes every node. With ``fallback: true`` the pass is accuracy-aware: when the int8 model is over the
 pipeline's budget, it measures each compute node's sensitivity and keeps the costliest nodes in
 float until the model is within budget (see ``fallback.py``); the ledger lists them and why.
 """
@@ -41,6 +43,11 @@ class StaticQuantConfig(PassConfig):
     exclude_nodes: list[str] = Field(default_factory=list, description="node names kept in float")
     preprocess: bool = Field(True, description="run ORT's quant_pre_process (shape inference, fusions) first")
     calibration_batch_size: int = Field(32, ge=1)
+    nodes: Literal["auto", "all"] | None = Field(
+        None, description="auto (the default unless fallback or min_int8_reduction is set): each compute "
+        "node runs in int8 or float as measured fastest on this machine at the pipeline's batch sizes, within "
+        "the budget, and the graph is baked so the runtime keeps the choice; all: quantize every node",
+    )
     fallback: bool = Field(
         False, description="accuracy-aware: keep the most sensitive nodes in float until within the budget"
     )
@@ -57,24 +64,38 @@ class StaticQuantConfig(PassConfig):
     def _no_ignored_keys(self) -> StaticQuantConfig:
         self.only_with(("percentile",), self.calibration == "percentile", "calibration: percentile")
         self.only_with(("max_fallback_nodes",), self.fallback, "fallback: true")
+        explicit = [k for k, on in (("fallback: true", self.fallback), ("min_int8_reduction",
+                    self.min_int8_reduction > 0), ("format: qoperator", self.format == "qoperator")) if on]
+        if self.nodes == "auto" and explicit:
+            raise ValueError(f"nodes: auto chooses each node's precision itself; it does not go with "
+                             f"{explicit[0]} (a fixed choice): drop one of them")
         return self
+
+    def auto_nodes(self) -> bool:
+        """Whether each node's precision is chosen from measurements (``nodes: auto``, explicit or default)."""
+        if self.nodes is not None:
+            return self.nodes == "auto"
+        return not self.fallback and self.min_int8_reduction == 0 and self.format == "qdq"
 
 
 class QuantizeOnnxStatic(QuantizePass):
     """Static int8 quantization through ONNX Runtime's quantizer, fed by the pipeline's data."""
 
     name = "quantize.onnx.static"
-    version = 3
+    version = 5  # 4: nodes: auto, the default; 5: no node fallback when it cannot reach the budget
     config_class = StaticQuantConfig
     input_formats: ClassVar[frozenset[Format]] = frozenset({Format.ONNX})
     data_splits = ("calibration",)
 
     def reads(self) -> tuple[str, ...]:
-        # the fallback search reads the evaluation split and aims at the budget
-        return ("calibration", "evaluation") if self.config.fallback else ("calibration",)
+        # the fallback search and nodes: auto read the evaluation split and aim at the budget
+        return ("calibration", "evaluation") if self.uses_budget() else ("calibration",)
 
     def uses_budget(self) -> bool:
-        return self.config.fallback
+        return self.config.fallback or self.config.auto_nodes()
+
+    def measures_speed(self) -> bool:
+        return self.config.auto_nodes()
 
     def slow_reason(self, entry: dict[str, Any], cpu: dict[str, Any]) -> str:
         if self.config.format == "qoperator":
@@ -104,6 +125,8 @@ class QuantizeOnnxStatic(QuantizePass):
         ctx.say(f"calibrating on {len(split)} samples ({self.config.calibration})")
         path = out_dir / "model.onnx"
         quantizer = StaticQuantizer(Path(artifact.path), split, artifact.signature, self.config, ctx.work_dir, self.name)
+        if self.config.auto_nodes():
+            return run_auto(artifact, ctx, quantizer, path)
         if not self.config.fallback:
             quantizer.quantize(path)
             return PassOutput(path=path, signature=artifact.signature, report=quantizer.report())
@@ -117,23 +140,47 @@ class QuantizeOnnxStatic(QuantizePass):
         return PassOutput(path=path, signature=artifact.signature, meta=meta, report=report)
 
 
-def run_fallback(artifact: Artifact, ctx: PassContext, quantizer: object, candidates: list, max_nodes: int | None):
-    """Wire the ONNX quantizer and the pipeline's evaluator into the neutral fallback search."""
+def run_auto(artifact: Artifact, ctx: PassContext, quantizer: Any, path: Path) -> PassOutput:
+    """Wire the ONNX quantizer, ORT's profiler and the evaluator into the neutral per-node choice."""
+    from compressor.passes.quantize import _onnx_precision as ox
+    from compressor.passes.quantize.precision import per_node_precision
+
+    units = ox.graph_units(quantizer.model_in, quantizer.config.op_types, quantizer.config.exclude_nodes)
+    nodes_of, lookup = {u.name: u.nodes for u in units}, ox.unit_lookup(quantizer.model_in, units)
+    feeds = ox.batch_feeds(quantizer.split, artifact.signature, ctx.batch_sizes)
+    trial = iter(range(1_000_000))
+
+    def quantize(float_units: list[str]) -> Path:
+        nodes = [n for u in float_units for n in nodes_of[u]]
+        return quantizer.quantize(ctx.work_dir / f"auto-{next(trial)}.onnx", nodes)
+
+    result = per_node_precision(
+        units, quantizer.model_in, quantize, lambda m: ox.profile_costs(Path(m), feeds, lookup, ctx.work_dir),
+        lambda m: ox.bake(m, m.with_name(f"{m.stem}-baked.onnx")), lambda a, b: ox.side_by_side(a, b, feeds),
+        scorer(artifact, ctx), ctx.max_drop, say=ctx.say)
+    Path(result.model).replace(path)
+    report = quantizer.report()
+    report["nodes"] = {"mode": "auto", "batch_sizes": list(ctx.batch_sizes), **result.report()}
+    meta = {"float_nodes": report["nodes"]["float_nodes"]}
+    if result.float_units:
+        meta["portable"] = False  # baked at ORT's level all: this CPU's kernels and layouts
+        report["baked"] = "ORT level all, Q/DQ propagation off: float nodes stay float (x86 NCHWc layouts fixed in)"
+    return PassOutput(path=path, signature=artifact.signature, meta=meta, report=report)
+
+
+def scorer(artifact: Artifact, ctx: PassContext) -> Any:
+    """score(model path) -> Score: the metric drop vs the reference and the output error vs ``artifact``."""
     import numpy as np
 
     from compressor.artifact import Artifact as _Artifact
     from compressor.measure.evaluate import flat
-    from compressor.passes.quantize.fallback import Score, accuracy_aware_fallback
+    from compressor.passes.quantize.fallback import Score
 
     evaluator = ctx.evaluator
     parent = evaluator.outputs(artifact)
     parent_out = flat(parent).astype(np.float64)
     reference = ctx.reference_metric if ctx.reference_metric is not None else evaluator.score_outputs(parent)
     scale = float(np.mean(parent_out ** 2)) or 1.0
-    trial = iter(range(1_000_000))
-
-    def quantize(float_nodes: list[str]) -> Path:
-        return quantizer.quantize(ctx.work_dir / f"trial-{next(trial)}.onnx", float_nodes)
 
     def score(path: Path) -> Score:
         candidate = _Artifact(artifact.format, path, artifact.signature, sha256="trial")
@@ -142,4 +189,16 @@ def run_fallback(artifact: Artifact, ctx: PassContext, quantizer: object, candid
         err = float(np.mean((flat(out).astype(np.float64) - parent_out) ** 2)) / scale
         return Score(drop, err)
 
-    return accuracy_aware_fallback(candidates, quantize, score, ctx.max_drop, max_nodes, ctx.say)
+    return score
+
+
+def run_fallback(artifact: Artifact, ctx: PassContext, quantizer: Any, candidates: list, max_nodes: int | None) -> Any:
+    """Wire the ONNX quantizer and the pipeline's evaluator into the neutral fallback search."""
+    from compressor.passes.quantize.fallback import accuracy_aware_fallback
+
+    trial = iter(range(1_000_000))
+
+    def quantize(float_nodes: list[str]) -> Path:
+        return quantizer.quantize(ctx.work_dir / f"trial-{next(trial)}.onnx", float_nodes)
+
+    return accuracy_aware_fallback(candidates, quantize, scorer(artifact, ctx), ctx.max_drop, max_nodes, ctx.say)

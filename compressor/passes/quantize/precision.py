@@ -1,0 +1,146 @@
+"""Per-node precision chosen from measurements (``quantize.onnx.static`` with ``nodes: auto``).
+
+Framework-neutral: it asks a few callables for facts and decides which compute nodes run in int8.
+
+- ``quantize(float_units) -> model``: the int8 model with those units kept in float;
+- ``costs(model) -> {unit: {batch size: µs}}`` (and ``"_total"``: the whole model's): each unit's
+  kernel time in that model, from the runtime's per-operator profile at the pipeline's batch sizes (a unit is a compute node with the chain of
+  activation / pooling nodes that stays in float with it);
+- ``finish(model) -> model``: fix the graph so the runtime keeps the choice (bake it);
+- ``faster(a, b) -> (a_ms, b_ms)``: the two models timed side by side;
+- ``score(model) -> Score``: metric drop and output error, for the budget.
+
+A unit is kept in float when its float kernels, profiled in the float parent, are faster than its
+int8 kernels, profiled in the all-int8 model, by more than ``margin`` (int8 loses on tiny dot
+products, on layers dominated by re-layout, on ops ORT has no fast int8 kernel for). That choice
+is re-measured against all-int8 as a whole and the faster one kept. Then, if the result is over
+the accuracy budget and keeping every unit in float would meet it, the most sensitive of the int8 units fall back to float one at a time
+(``fallback.accuracy_aware_fallback``: sensitivity = the drop and output error with that unit
+alone quantized; the number of units to keep float is found by bisection over that ranking). Every unit's decision is listed with its figures.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from compressor.passes.quantize.fallback import Score, accuracy_aware_fallback
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A compute node and the nodes that follow its precision (its activation / pooling chain)."""
+
+    name: str
+    op_type: str
+    nodes: tuple[str, ...]
+
+
+@dataclass
+class PrecisionResult:
+    model: Any
+    float_units: list[str]
+    decisions: list[dict[str, Any]]
+    remeasured: dict[str, Any] = field(default_factory=dict)
+    profile_totals_us: dict[str, Any] = field(default_factory=dict)
+    fallback: dict[str, Any] | None = None
+
+    def report(self) -> dict[str, Any]:
+        """The ledger's account: each unit's precision, with its measured figures and the reason."""
+        out: dict[str, Any] = {"float_nodes": sorted(n for d in self.decisions if d["precision"] == "float"
+                                                     for n in d["nodes"]),
+                               "remeasured": self.remeasured, "profile_totals_us": self.profile_totals_us,
+                               "decisions": self.decisions}
+        if self.fallback is not None:
+            out["fallback"] = self.fallback
+        return out
+
+
+def speed_choice(units: list[Unit], int8: dict[str, float], flt: dict[str, float], margin: float) -> list[str]:
+    """The units whose float kernels beat their int8 kernels by more than ``margin`` (a fraction)."""
+    return [u.name for u in units if u.name in int8 and u.name in flt and flt[u.name] < (1 - margin) * int8[u.name]]
+
+
+def per_node_precision(
+    units: list[Unit], parent: Any, quantize: Callable[[list[str]], Any], costs: Callable[[Any], dict[str, Any]],
+    finish: Callable[[Any], Any], faster: Callable[[Any, Any], tuple[float, float]],
+    score: Callable[[Any], Score], max_drop: float, margin: float = 0.1,
+    say: Callable[[str], None] = lambda _m: None,
+) -> PrecisionResult:
+    """Choose each unit's precision from its measured cost, re-measure the choice, keep the budget."""
+    all_int8 = quantize([])
+    c_int8, c_float = costs(all_int8), costs(parent)
+    weights = {b: 1.0 / max(t, 1e-9) for b, t in c_int8.get("_total", {}).items()}
+    speed = speed_choice(units, _weighted(c_int8, weights), _weighted(c_float, weights), margin)
+    model, float_units, remeasured = all_int8, [], {"chosen": "all-int8", "why": "no unit is faster in float"}
+    if speed:
+        say(f"{len(speed)} of {len(units)} compute nodes are faster in float: re-measuring that choice")
+        candidate = finish(quantize(speed))
+        ms_mixed, ms_int8 = faster(candidate, all_int8)
+        keep = ms_mixed < ms_int8
+        remeasured = {"mixed_ms": round(ms_mixed, 4), "all_int8_ms": round(ms_int8, 4),
+                      "chosen": "mixed" if keep else "all-int8",
+                      "why": "summed p50 over the pipeline's batch sizes, interleaved rounds"}
+        if keep:
+            model, float_units = candidate, list(speed)
+    result = PrecisionResult(model, float_units, _decisions(units, c_int8, c_float, float_units, speed, margin),
+                             remeasured, {"all_int8": _by_batch(c_int8.get("_total")), "float": _by_batch(c_float.get("_total"))})
+    first = score(model)
+    if first.drop <= max_drop:
+        return result
+    int8_units = [(u.name, u.op_type) for u in units if u.name not in float_units]
+    every = score(quantize([u.name for u in units]))  # can keeping compute nodes float reach the budget at all?
+    if every.drop > max_drop:
+        result.fallback = {"max_drop": max_drop, "needed": True, "within_budget": False, "drop": round(first.drop, 6),
+                           "drop_every_compute_node_float": round(every.drop, 6),
+                           "why": "even with every compute node in float the drop is over the budget: the loss comes "
+                                  "from the other quantized ops or the calibration, so the speed choice is kept; try "
+                                  "another calibration, per_channel, or op_types"}
+        say(f"drop {first.drop:.4g} > budget {max_drop:g}, and {every.drop:.4g} with every compute node float: "
+            f"node fallback cannot help, keeping the speed choice")
+        return result
+    say(f"drop {first.drop:.4g} > budget {max_drop:g}: measuring the int8 nodes' sensitivity")
+    # sensitivity trials are scored unbaked (baking changes kernels, not the arithmetic); the result is baked
+    fb = accuracy_aware_fallback(int8_units, lambda extra: quantize([*float_units, *extra]), score, max_drop,
+                                 say=say, bisect=True)
+    result.model, result.fallback = finish(fb.model), fb.report(max_drop)
+    for s in fb.float_nodes:
+        decision = next(d for d in result.decisions if d["node"] == s.node)
+        decision.update(precision="float", why=f"accuracy: quantized alone it costs {s.drop_alone:.4g} of the "
+                        f"metric (output error {s.output_error_alone:.3g}); kept float to stay within the budget")
+    for s in fb.sensitivities:
+        decision = next(d for d in result.decisions if d["node"] == s.node)
+        decision.update(drop_alone=round(s.drop_alone, 6), output_error_alone=float(f"{s.output_error_alone:.4g}"))
+    result.float_units = [*float_units, *(s.node for s in fb.float_nodes)]
+    return result
+
+
+def _weighted(costs: dict[str, Any], weights: dict[Any, float]) -> dict[str, float]:
+    """A unit's cost summed over batch sizes, each batch size weighted by 1 / the all-int8 model's total
+    there (so batch 1 and batch 32 count alike)."""
+    return {name: sum(us * weights.get(b, 0.0) for b, us in c.items()) for name, c in costs.items() if name != "_total"}
+
+
+def _by_batch(costs: dict[Any, float] | None) -> dict[str, float] | None:
+    """{batch size (as text, as JSON keeps it): µs}."""
+    return None if costs is None else {str(b): us for b, us in costs.items()}
+
+
+def _decisions(units: list[Unit], c_int8: dict, c_float: dict, float_units: list[str], speed: list[str],
+               margin: float) -> list[dict[str, Any]]:
+    rows = []
+    for u in units:
+        q, f = c_int8.get(u.name), c_float.get(u.name)
+        row: dict[str, Any] = {"node": u.name, "op_type": u.op_type, "nodes": list(u.nodes),
+                               "int8_us": _by_batch(q), "float_us": _by_batch(f),
+                               "precision": "float" if u.name in float_units else "int8"}
+        if q is None or f is None:
+            row["why"] = "not found in the runtime's profile: left int8"
+        elif u.name in float_units:
+            row["why"] = f"float kernels faster than int8 by more than {margin:.0%} (profile), confirmed as a whole"
+        elif u.name in speed:
+            row["why"] = "faster in float alone, but the mixed model was not faster than all-int8 when re-measured"
+        else:
+            row["why"] = "int8 kernels faster (or within the margin)"
+        rows.append(row)
+    return rows
