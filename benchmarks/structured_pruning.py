@@ -94,8 +94,9 @@ def mobilenet(args: argparse.Namespace) -> list[list[Any]]:
     transfer = raw["variants"]["transfer"][0]
     prune = {"sparsity": args.mobilenet_sparsity, "round_to": 8, "finetune_epochs": args.finetune_epochs,
              "lr": 5e-4}
-    raw["variants"] = {"dense": [transfer, "convert.onnx"],
-                       "pruned": [transfer, {"prune.structured": prune}, "convert.onnx"]}
+    # the transferred ImageNet model's logits are large: its float ONNX export differs by ~2e-4 (cosine 1.0)
+    onnx = {"convert.onnx": {"atol": 1e-3}}
+    raw["variants"] = {"dense": [transfer, onnx], "pruned": [transfer, {"prune.structured": prune}, onnx]}
     out = args.out / "mobilenet"
     variants = run_variants(raw, folder, out, args.cache / "compressor")
     variants["dense"]["ledger"] = variants["pruned"]["ledger"]
