@@ -44,6 +44,9 @@ def verify(package: Path = typer.Argument(..., help="a package folder, .zip or O
     run by its runtime in a fresh process reproducing the golden sample. Exit 1 with one line per failure."""
     from compressor.package.verify import verify_package
 
+    if not package.expanduser().exists():  # bad input (exit 2), not a failed check
+        raise CompressorError(f"package '{package}' does not exist; give a package folder, a .zip or an OCI layout "
+                              f"folder ('compressor package' writes them).")
     failures = verify_package(package.expanduser())
     for line in failures:
         err_console.print(f"FAIL {line}", highlight=False, soft_wrap=True, markup=False)

@@ -310,9 +310,6 @@ def _replace(stage: Path, out: Path) -> None:
     """Put the staged folder at ``out``; an older package there is moved aside first, then removed."""
     if out.exists() and not out.is_dir():
         raise PackageError(f"--out '{out}' is a file; give a folder path for the package.")
-    old = temp_sibling(out) if out.exists() else None
-    if old:
-        out.rename(old)
-    stage.rename(out)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
+    from compressor.package.container import replace_folder
+
+    replace_folder(stage, out)

@@ -2,6 +2,7 @@
 no symlink, no special file) before anything is written, and no file may be a pickle."""
 from __future__ import annotations
 
+import shutil
 import stat
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -120,3 +121,13 @@ def _numpy_pickles(path: Path) -> list[str]:
         return found
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         return [f"not a readable numpy file ({exc})"]
+
+
+def replace_folder(stage: Path, out: Path) -> None:
+    """Put the staged folder at ``out``; an older folder there is moved aside first, then removed."""
+    old = temp_sibling(out) if out.exists() else None
+    if old:
+        out.rename(old)
+    stage.rename(out)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)

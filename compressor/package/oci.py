@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from compressor.cache import temp_sibling
-from compressor.package.container import safe_relative
+from compressor.package.container import replace_folder, safe_relative
 from compressor.package.manifest import MANIFEST, file_sha256
 
 IMAGE_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -80,12 +80,7 @@ def write_layout(package: Path, dst: Path) -> Path:
                                 "size": image_size, "annotations": {REF_NAME: manifest["version"]}}]}
         (stage / "index.json").write_text(json.dumps(index, indent=2))
         (stage / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
-        old = temp_sibling(dst) if dst.exists() else None
-        if old:
-            dst.rename(old)
-        stage.rename(dst)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_folder(stage, dst)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return dst
