@@ -60,7 +60,12 @@ def test_manifest_says_what_the_package_holds(packages: dict[str, Path], package
             assert len(golden["label"]) == manifest["golden"]["samples"] == 4
     onnx_manifest = _manifest(packages["onnxruntime:cpu"])
     assert [m["format"] for m in onnx_manifest["models"]] == ["onnx", "ort"]
-    assert onnx_manifest["runtime"]["platform"] == "any"  # int8-onnx holds no x86-only NCHWc nodes
+    import onnx
+
+    onnx_file = next(f for f in packages["onnxruntime:cpu"].iterdir() if f.suffix == ".onnx")
+    bound = any(n.domain == "com.microsoft.nchwc" for n in onnx.load(str(onnx_file)).graph.node)
+    # nodes: auto bakes at ORT level all, which on x86 may lay float convs out as NCHWc: x86-only then
+    assert onnx_manifest["runtime"]["platform"] == ("x86_64 (NCHWc nodes from an x86 optimization)" if bound else "any")
     assert onnx_manifest["signature"]["inputs"][0]["shape"][0] == "batch"  # symbolic batch
     config = (packages["onnxruntime:cpu"] / "required_operators.config").read_text()
     assert "ai.onnx;" in config and "QuantizeLinear" in config
@@ -137,3 +142,21 @@ def test_cli_package_verify_and_schema(packaged_run: tuple[Path, dict[str, Any]]
     assert {"runtime", "signature", "golden", "files"} <= set(schema["properties"])
     refused = _cli("package", str(tmp_path), "--variant", "int8-onnx", "--out", str(tmp_path / "x"))
     assert refused.returncode == 2 and "has no results.json" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_platform_is_any_unless_the_graph_holds_x86_only_nodes(tmp_path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    from compressor.package._onnx import platform
+
+    def write(name: str, node) -> Path:  # noqa: ANN001 - an onnx NodeProto
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 4, 4])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 4, 4])
+        path = tmp_path / name
+        onnx.save(helper.make_model(helper.make_graph([node], "g", [x], [y])), str(path))
+        return path
+
+    assert platform(write("plain.onnx", helper.make_node("Relu", ["x"], ["y"]))) == "any"
+    nchwc = helper.make_node("ReorderInput", ["x"], ["y"], domain="com.microsoft.nchwc")
+    assert platform(write("nchwc.onnx", nchwc)).startswith("x86_64")

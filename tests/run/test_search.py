@@ -112,8 +112,8 @@ def test_a_killed_search_resumes_to_the_requested_number(tmp_path, tiny_weights)
     assert len(interrupted) == sum(t["state"] == "RUNNING" for t in before)
     redone = {t["retry_of"]: t for t in counted if "retry_of" in t}
     assert set(redone) == {t["number"] for t in interrupted}
-    for t in interrupted:  # drawn again with the same settings
-        assert redone[t["number"]]["params"] == t["params"]
+    for t in interrupted:  # drawn again with the same settings (a kill before they were stored leaves none)
+        assert "params" not in t or redone[t["number"]]["params"] == t["params"]
     finished_before = {t["number"]: t for t in before if t["state"] == "COMPLETE"}
     after = {t["number"]: t for t in s["trials"]}
     assert all(after[n]["p50_ms"] == t["p50_ms"] for n, t in finished_before.items())  # kept, not re-run
