@@ -55,6 +55,7 @@ class PassContext:
     progress: Any = None  # callable(str) for a status line; may be None
     work_dir: Path | None = None  # scratch space for the pass; not kept
     batch_sizes: tuple[int, ...] = (1,)  # the pipeline's benchmark batch sizes (passes that measure speed)
+    target: str = "onnxruntime:cpu"  # the pipeline's first target: where a pass that measures speed measures
 
     def say(self, message: str) -> None:
         """Report progress of long work (fine-tuning epochs, calibration)."""

@@ -85,7 +85,7 @@ class RunContext:
         return PassContext(
             self.data, self.evaluator, seed=self.spec.seed, max_drop=self.budget.absolute(self.reference_metric),
             reference_metric=self.reference_metric, work_dir=work_dir,
-            batch_sizes=tuple(self.spec.benchmark.batch_sizes),
+            batch_sizes=tuple(self.spec.benchmark.batch_sizes), target=(self.spec.targets or ["onnxruntime:cpu"])[0],
             progress=lambda msg: self.on_event("pass_progress", variant=variant, name=pass_name, message=msg),
         )
 

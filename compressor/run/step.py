@@ -84,10 +84,14 @@ def pass_key(ctx: RunContext, parent: Artifact, p: Pass) -> str:
         parts.append({"training_threads": training_threads()})
     if p.uses_budget():  # accuracy-aware passes aim at the budget and the reference
         parts += [ctx.budget.absolute(ctx.reference_metric), ctx.reference_metric]
-    if p.measures_speed():  # its choice is made from timings: this machine's, at these batch sizes
+    if p.measures_speed():  # its choice is made from timings: this machine's, at these batch sizes, on this target
         from compressor.measure.environment import machine_fingerprint
 
-        parts.append({"batch_sizes": ctx.spec.benchmark.batch_sizes, "machine": machine_fingerprint()})
+        timed = {"batch_sizes": ctx.spec.benchmark.batch_sizes, "machine": machine_fingerprint()}
+        target = ctx.pass_context("", p.name).target
+        if target != "onnxruntime:cpu":  # the key of a choice measured on ORT CPU stays as before
+            timed["target"] = target
+        parts.append(timed)
     return cache_key(*parts)
 
 

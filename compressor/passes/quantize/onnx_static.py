@@ -82,7 +82,8 @@ class QuantizeOnnxStatic(QuantizePass):
     """Static int8 quantization through ONNX Runtime's quantizer, fed by the pipeline's data."""
 
     name = "quantize.onnx.static"
-    version = 5  # 4: nodes: auto, the default; 5: no node fallback when it cannot reach the budget
+    version = 6  # 4: nodes: auto, the default; 5: no node fallback when it cannot reach the budget;
+    # 6: over budget, a knapsack of both-way sensitivities against measured speed costs; the first target's profile
     config_class = StaticQuantConfig
     input_formats: ClassVar[frozenset[Format]] = frozenset({Format.ONNX})
     data_splits = ("calibration",)
@@ -141,13 +142,18 @@ class QuantizeOnnxStatic(QuantizePass):
 
 
 def run_auto(artifact: Artifact, ctx: PassContext, quantizer: Any, path: Path) -> PassOutput:
-    """Wire the ONNX quantizer, ORT's profiler and the evaluator into the neutral per-node choice."""
+    """Wire the ONNX quantizer, the runtime's profiler on the pipeline's first target and the evaluator into
+    the neutral per-node choice."""
+    from compressor.measure.probe import probe_target
     from compressor.passes.quantize import _onnx_precision as ox
     from compressor.passes.quantize.precision import per_node_precision
 
     units = ox.graph_units(quantizer.model_in, quantizer.config.op_types, quantizer.config.exclude_nodes)
     nodes_of, lookup = {u.name: u.nodes for u in units}, ox.unit_lookup(quantizer.model_in, units)
     feeds = ox.batch_feeds(quantizer.split, artifact.signature, ctx.batch_sizes)
+    where = probe_target(ctx.target, Format.ONNX)
+    if where.note:
+        ctx.say(where.note)
     trial = iter(range(1_000_000))
 
     def quantize(float_units: list[str]) -> Path:
@@ -155,16 +161,16 @@ def run_auto(artifact: Artifact, ctx: PassContext, quantizer: Any, path: Path) -
         return quantizer.quantize(ctx.work_dir / f"auto-{next(trial)}.onnx", nodes)
 
     result = per_node_precision(
-        units, quantizer.model_in, quantize, lambda m: ox.profile_costs(Path(m), feeds, lookup, ctx.work_dir),
-        lambda m: ox.bake(m, m.with_name(f"{m.stem}-baked.onnx")), lambda a, b: ox.side_by_side(a, b, feeds),
-        scorer(artifact, ctx), ctx.max_drop, say=ctx.say)
+        units, quantizer.model_in, quantize, lambda m: ox.profile_costs(Path(m), feeds, lookup, where),
+        lambda m: ox.bake(m, m.with_name(f"{m.stem}-baked.onnx"), where),
+        lambda a, b: ox.side_by_side(a, b, feeds, where), scorer(artifact, ctx), ctx.max_drop, say=ctx.say)
     Path(result.model).replace(path)
     report = quantizer.report()
-    report["nodes"] = {"mode": "auto", "batch_sizes": list(ctx.batch_sizes), **result.report()}
+    report["nodes"] = {"mode": "auto", "batch_sizes": list(ctx.batch_sizes), **where.to_dict(), **result.report()}
     meta = {"float_nodes": report["nodes"]["float_nodes"]}
     if result.float_units:
-        meta["portable"] = False  # baked at ORT's level all: this CPU's kernels and layouts
-        report["baked"] = "ORT level all, Q/DQ propagation off: float nodes stay float (x86 NCHWc layouts fixed in)"
+        meta["portable"] = False  # baked for this target: its kernels (and on CPU, this CPU's layouts)
+        report["baked"] = ox.bake_level(where)[1]
     return PassOutput(path=path, signature=artifact.signature, meta=meta, report=report)
 
 

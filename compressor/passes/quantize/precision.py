@@ -14,9 +14,11 @@ A unit is kept in float when its float kernels, profiled in the float parent, ar
 int8 kernels, profiled in the all-int8 model, by more than ``margin`` (int8 loses on tiny dot
 products, on layers dominated by re-layout, on ops ORT has no fast int8 kernel for). That choice
 is re-measured against all-int8 as a whole and the faster one kept. Then, if the result is over
-the accuracy budget and keeping every unit in float would meet it, the most sensitive of the int8 units fall back to float one at a time
-(``fallback.accuracy_aware_fallback``: sensitivity = the drop and output error with that unit
-alone quantized; the number of units to keep float is found by bisection over that ranking). Every unit's decision is listed with its figures.
+the accuracy budget and keeping every unit in float would meet it, int8 units go back to float by a
+greedy knapsack (``precision_budget.py``: each unit's sensitivity measured with it alone quantized
+and with it alone kept float, weighed against its measured speed cost of staying float; the cheapest
+within-budget prefix of that ranking found by bisection), and the baked result is re-measured side
+by side with the speed choice. Every unit's decision is listed with its figures.
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from compressor.passes.quantize.fallback import Score, accuracy_aware_fallback
+from compressor.passes.quantize.fallback import Score
+from compressor.passes.quantize.precision_budget import BudgetChoice, budgeted_float_set
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class PrecisionResult:
     decisions: list[dict[str, Any]]
     remeasured: dict[str, Any] = field(default_factory=dict)
     profile_totals_us: dict[str, Any] = field(default_factory=dict)
-    fallback: dict[str, Any] | None = None
+    fallback: dict[str, Any] | None = None  # the budget's account, when the speed choice is over it
 
     def report(self) -> dict[str, Any]:
         """The ledger's account: each unit's precision, with its measured figures and the reason."""
@@ -52,7 +55,7 @@ class PrecisionResult:
                                "remeasured": self.remeasured, "profile_totals_us": self.profile_totals_us,
                                "decisions": self.decisions}
         if self.fallback is not None:
-            out["fallback"] = self.fallback
+            out["budget"] = self.fallback
         return out
 
 
@@ -99,20 +102,51 @@ def per_node_precision(
         say(f"drop {first.drop:.4g} > budget {max_drop:g}, and {every.drop:.4g} with every compute node float: "
             f"node fallback cannot help, keeping the speed choice")
         return result
-    say(f"drop {first.drop:.4g} > budget {max_drop:g}: measuring the int8 nodes' sensitivity")
-    # sensitivity trials are scored unbaked (baking changes kernels, not the arithmetic); the result is baked
-    fb = accuracy_aware_fallback(int8_units, lambda extra: quantize([*float_units, *extra]), score, max_drop,
-                                 say=say, bisect=True)
-    result.model, result.fallback = finish(fb.model), fb.report(max_drop)
-    for s in fb.float_nodes:
-        decision = next(d for d in result.decisions if d["node"] == s.node)
-        decision.update(precision="float", why=f"accuracy: quantized alone it costs {s.drop_alone:.4g} of the "
-                        f"metric (output error {s.output_error_alone:.3g}); kept float to stay within the budget")
-    for s in fb.sensitivities:
-        decision = next(d for d in result.decisions if d["node"] == s.node)
-        decision.update(drop_alone=round(s.drop_alone, 6), output_error_alone=float(f"{s.output_error_alone:.4g}"))
-    result.float_units = [*float_units, *(s.node for s in fb.float_nodes)]
+    say(f"drop {first.drop:.4g} > budget {max_drop:g}: measuring the int8 units' sensitivity both ways")
+    # the trials are scored unbaked (baking changes kernels, not the arithmetic); the result is baked
+    n_batches = max(len(weights), 1)
+    share = {k: v / n_batches for k, v in _weighted(c_float, weights).items()}
+    share = {k: share[k] - v / n_batches for k, v in _weighted(c_int8, weights).items() if k in share}
+    known = sorted(share.values())
+    unknown = known[len(known) // 2] if known else 0.0  # a unit missing from a profile weighs the median
+    choice = budgeted_float_set([u for u, _ in int8_units], {u: share.get(u, unknown) for u, _ in int8_units},
+                                float_units, quantize, score, max_drop, first, every, say)
+    _record_budget(result, choice, first, max_drop)
+    if choice.within_budget:
+        baked = finish(choice.model)
+        ms_chosen, ms_speed = faster(baked, result.model)
+        result.fallback["remeasured"] = {"chosen_ms": round(ms_chosen, 4), "speed_choice_ms": round(ms_speed, 4),
+                                         "speed_kept": round(ms_speed / ms_chosen, 4) if ms_chosen > 0 else None,
+                                         "why": "the budgeted choice, baked, timed side by side with the speed choice"}
+        say(f"within budget with {len(choice.float_units)} more float unit(s): {ms_chosen:.3f} ms vs "
+            f"{ms_speed:.3f} ms for the speed choice")
+        result.model, result.float_units = baked, [*float_units, *choice.float_units]
     return result
+
+
+def _record_budget(result: PrecisionResult, choice: BudgetChoice, first: Score, max_drop: float) -> None:
+    """Every candidate's figures and decision into the ledger's rows, and the search's account."""
+    by_node = {d["node"]: d for d in result.decisions}
+    back = set(choice.float_units) if choice.within_budget else set()
+    for f in choice.figures:
+        row = by_node[f.name]
+        row.update(f.row())
+        if f.name in back:
+            row.update(precision="float", why=(
+                f"accuracy: rank {f.rank} of {len(choice.figures)} by metric bought back per speed cost "
+                f"(value {f.value:.3g}, output error {f.value_error:.3g}; staying float costs {f.cost:.2%} of the "
+                f"model's time); kept float to stay within the budget"))
+        else:
+            row["why"] += f"; the budget did not need it in float (rank {f.rank} of {len(choice.figures)})"
+    result.fallback = {
+        "max_drop": max_drop, "needed": True, "within_budget": choice.within_budget, "drop": round(first.drop, 6),
+        "drop_after": round(choice.final.drop, 6), "output_error_after": float(f"{choice.final.output_error:.4g}"),
+        "method": "greedy knapsack: units ranked by metric bought back per speed cost of staying float, "
+                  "the shortest within-budget prefix found by bisection",
+        "float_units": [f.name for f in choice.figures if f.name in back], "trials": choice.trials,
+        "steps": choice.steps}
+    if not choice.within_budget:
+        result.fallback["why"] = "no prefix of the ranking reached the budget: the speed choice is kept"
 
 
 def _weighted(costs: dict[str, Any], weights: dict[Any, float]) -> dict[str, float]:
