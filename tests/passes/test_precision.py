@@ -140,7 +140,7 @@ def test_auto_lists_every_compute_node_with_its_profile(tmp_path: Path, tiny_wei
     art = apply_pass(r, r.reference, build_pass("convert.onnx"), "a", 0).artifact
     step = apply_pass(r, art, build_pass("quantize.onnx.static"), "a", 1)
     nodes = step.entry["report"]["nodes"]
-    assert nodes["mode"] == "auto" and nodes["batch_sizes"] == [1, 8]
+    assert nodes["mode"] == "auto" and nodes["batch_sizes"] == [1, 8] and nodes["measured_on"] == "onnxruntime:cpu"
     assert [d["op_type"] for d in nodes["decisions"]] == ["Conv", "Gemm"]
     for d in nodes["decisions"]:  # both measured, at both batch sizes, in int8 and in float
         assert set(d["int8_us"]) == set(d["float_us"]) == {"1", "8"} and d["precision"] in ("int8", "float")
