@@ -38,11 +38,15 @@ def op_kind(op: str) -> str:
 
 
 def trace_ops(events: list[dict[str, Any]], skip_runs: int) -> tuple[list[dict[str, Any]], int]:
-    """Per node mean kernel time (ms) over the runs of an ORT profile trace after the first ``skip_runs``.
+    """Per node mean kernel time (ms) over the runs of an ORT profile trace after the first ``skip_runs``, and
+    ``median_ms``: the median kernel time times the node's kernel calls per run (robust to a run disturbed
+    by a busy machine, for choices made from profiles).
 
     The trace holds one ``model_run`` event per ``session.run`` and one ``<node>_kernel_time`` event per
     node run; node events before the first kept run (the warm-up) are left out.
     """
+    import statistics
+
     starts = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
     kept = starts[skip_runs:]
     if not kept:
@@ -56,8 +60,9 @@ def trace_ops(events: list[dict[str, Any]], skip_runs: int) -> tuple[list[dict[s
         args = e.get("args", {})
         op = args.get("op_name", "?")
         node = name[:-len(KERNEL_SUFFIX)] or f"{op}#{args.get('node_index', '?')}"  # unnamed nodes
-        per_node.setdefault(node, [op, 0.0])[1] += float(e.get("dur", 0))
-    rows = [{"node": node, "op": op, "kind": op_kind(op), "ms": us / len(kept) / 1000.0}
+        per_node.setdefault(node, [op, []])[1].append(float(e.get("dur", 0)))
+    rows = [{"node": node, "op": op, "kind": op_kind(op), "ms": sum(us) / len(kept) / 1000.0,
+             "median_ms": statistics.median(us) * len(us) / len(kept) / 1000.0}
             for node, (op, us) in per_node.items()]
     return rows, len(kept)
 

@@ -93,7 +93,8 @@ def _profile(req: dict[str, Any]) -> dict[str, Any]:
     settings = ProfileSettings(**req["settings"])
     nodes, runs = runtime.profile_ops(artifact, req["device"], req["threads"], feeds, settings.warmup_runs,
                                       settings.runs, settings.max_seconds)
-    nodes = sorted(({**n, "ms": round(n["ms"], 5)} for n in nodes), key=lambda n: -n["ms"])
+    nodes = sorted(({**{k: v for k, v in n.items() if k != "median_ms"}, "ms": round(n["ms"], 5)} for n in nodes),
+                   key=lambda n: -n["ms"])
     return {"profiler": runtime.profiler, "runs": runs, "total_ms": round(sum(n["ms"] for n in nodes), 5),
             "nodes": nodes}
 

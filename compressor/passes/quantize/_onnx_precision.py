@@ -56,18 +56,19 @@ _SUFFIX = re.compile(r"(_token_\d+|_nchwc|_quant)+$")
 
 def profile_costs(model: Path, feeds: dict[int, dict[str, np.ndarray]], lookup: dict[str, str],
                   where: ProbeTarget) -> dict[str, Any]:
-    """{unit: {batch size: mean kernel µs per run}}, plus "_total": the whole model's, per batch size, from the
+    """{unit: {batch size: median kernel µs per run}}, plus "_total": the whole model's, per batch size, from the
     runtime's profiler on ``where`` (the one reader of ORT's profile trace: ``backends``' ``profile_ops``)."""
     from compressor.measure.probe import profile_nodes
 
     costs: dict[str, dict[int, float]] = defaultdict(dict)
     for batch, feed in feeds.items():
         nodes = profile_nodes(model, Format.ONNX, where, feed, PROFILE_WARMUP, PROFILE_RUNS, PROFILE_SECONDS)
-        costs["_total"][batch] = round(sum(n["ms"] for n in nodes) * 1000.0, 2)
-        for n in nodes:
-            unit = lookup.get(_SUFFIX.sub("", n["node"].removeprefix("fused ")))
+        us = {n["node"]: n.get("median_ms", n["ms"]) * 1000.0 for n in nodes}  # medians: robust on a busy machine
+        costs["_total"][batch] = round(sum(us.values()), 2)
+        for name, t in us.items():
+            unit = lookup.get(_SUFFIX.sub("", name.removeprefix("fused ")))
             if unit is not None:
-                costs[unit][batch] = round(costs[unit].get(batch, 0.0) + n["ms"] * 1000.0, 2)
+                costs[unit][batch] = round(costs[unit].get(batch, 0.0) + t, 2)
     return dict(costs)
 
 
@@ -96,6 +97,14 @@ def side_by_side(a: Path, b: Path, feeds: dict[int, dict[str, np.ndarray]], wher
 
     p50 = timed({"a": a, "b": b}, Format.ONNX, where, feeds, rounds)
     return p50["a"], p50["b"]
+
+
+def side_by_side_many(paths: dict[str, Path], feeds: dict[int, dict[str, np.ndarray]], where: ProbeTarget,
+                      rounds: int = 3) -> dict[str, float]:
+    """Each model's p50 ms on ``where`` summed over batch sizes, all timed in interleaved rounds, 1 thread."""
+    from compressor.measure.probe import side_by_side as timed
+
+    return timed(paths, Format.ONNX, where, feeds, rounds)
 
 
 def batch_feeds(split: Any, signature: Any, batch_sizes: tuple[int, ...]) -> dict[int, dict[str, np.ndarray]]:

@@ -30,8 +30,11 @@ class WeightOnlyConfig(PassConfig):
     """Settings of ``quantize.onnx.weight_only``."""
 
     bits: Literal[4, 8] = 4
-    block_size: Literal[16, 32, 64, 128, 256] = Field(32, description="weights per quantization block (along K)")
-    algorithm: Literal["default", "rtn", "hqq", "gptq"] = "default"
+    block_size: Literal[16, 32, 64, 128, 256, "auto"] | None = Field(
+        None, description="weights per quantization block (along K); auto: measured (32 when only algorithm is set)")
+    algorithm: Literal["default", "rtn", "hqq", "gptq", "auto"] | None = Field(
+        None, description="auto: rtn / hqq measured (default when only block_size is set); with neither key, "
+        "both are auto: each candidate scored and profiled, the fastest within the budget kept")
     symmetric: bool = Field(False, description="symmetric blocks (no zero points)")
     accuracy_level: Literal[0, 1, 2, 3, 4] = Field(
         4, description="MatMulNBits compute type: 0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8 activations")
@@ -43,22 +46,39 @@ class WeightOnlyConfig(PassConfig):
         self.only_with(("calibration_batch_size",), self.algorithm == "gptq", "algorithm: gptq")
         return self
 
+    def auto(self) -> bool:
+        """Whether block size or algorithm is chosen from measurements (either set to auto, or neither set)."""
+        return "auto" in (self.block_size, self.algorithm) or (self.block_size is None and self.algorithm is None)
+
+    def fixed(self) -> WeightOnlyConfig:
+        """The settings with today's defaults filled in (block_size 32, algorithm default): an explicit choice."""
+        return self.model_copy(update={"block_size": self.block_size or 32, "algorithm": self.algorithm or "default"})
+
 
 class QuantizeOnnxWeightOnly(QuantizePass):
     """MatMul weights to 4 or 8 bits in blocks; activations stay float."""
 
     name = "quantize.onnx.weight_only"
-    version = 2  # 2: the report says which accuracy level and zero-point dtype MatMulNBits got
+    version = 2  # 2: the report says which accuracy level and zero-point dtype MatMulNBits got (auto: a new config)
     config_class = WeightOnlyConfig
     input_formats: ClassVar[frozenset[Format]] = frozenset({Format.ONNX})
 
     def reads(self) -> tuple[str, ...]:
+        if self.config.auto():  # candidates are profiled on calibration samples and scored on the evaluation split
+            return ("calibration", "evaluation")
         return ("calibration",) if self.config.algorithm == "gptq" else ()
+
+    def uses_budget(self) -> bool:
+        return self.config.auto()
+
+    def measures_speed(self) -> bool:
+        return self.config.auto()
 
     def slow_reason(self, entry: dict[str, Any], cpu: dict[str, Any]) -> str:
         report = entry.get("report") or {}
         if str(report.get("zero_points", "")).startswith("float") or report.get("accuracy_level_written") == 0:
-            return (f"the {self.config.algorithm} quantizer wrote {report.get('zero_points')} zero points and accuracy "
+            algorithm = (report.get("auto") or {}).get("algorithm", self.config.algorithm)
+            return (f"the {algorithm} quantizer wrote {report.get('zero_points')} zero points and accuracy "
                     f"level {report.get('accuracy_level_written')} into MatMulNBits, which keeps the kernel off its int8 "
                     f"path (it dequantizes every block to float on each call); use algorithm rtn / gptq / default")
         if self.config.accuracy_level != 4:
@@ -87,11 +107,16 @@ class QuantizeOnnxWeightOnly(QuantizePass):
         )
 
         split = None
-        if self.config.algorithm == "gptq":
+        if self.config.algorithm == "gptq" or self.config.auto():
             split = ctx.data.split("calibration", needed_by=f"pass '{self.name}'")
             check_calibration_data(split, artifact.signature, self.name)
         path = out_dir / "model.onnx"
-        report = quantize_weight_only(Path(artifact.path), path, self.config, split, artifact.signature)
+        if self.config.auto():
+            from compressor.passes.quantize._onnx_weight_auto import run_weight_auto
+
+            report = run_weight_auto(artifact, ctx, self.config, path, split)
+        else:
+            report = quantize_weight_only(Path(artifact.path), path, self.config.fixed(), split, artifact.signature)
         return PassOutput(path=path, signature=artifact.signature, report={**report, **nbits_facts(path)})
 
 

@@ -74,7 +74,7 @@ def per_node_precision(
     all_int8 = quantize([])
     c_int8, c_float = costs(all_int8), costs(parent)
     weights = {b: 1.0 / max(t, 1e-9) for b, t in c_int8.get("_total", {}).items()}
-    speed = speed_choice(units, _weighted(c_int8, weights), _weighted(c_float, weights), margin)
+    speed = speed_choice(units, weighted_costs(c_int8, weights), weighted_costs(c_float, weights), margin)
     model, float_units, remeasured = all_int8, [], {"chosen": "all-int8", "why": "no unit is faster in float"}
     if speed:
         say(f"{len(speed)} of {len(units)} compute nodes are faster in float: re-measuring that choice")
@@ -105,8 +105,8 @@ def per_node_precision(
     say(f"drop {first.drop:.4g} > budget {max_drop:g}: measuring the int8 units' sensitivity both ways")
     # the trials are scored unbaked (baking changes kernels, not the arithmetic); the result is baked
     n_batches = max(len(weights), 1)
-    share = {k: v / n_batches for k, v in _weighted(c_float, weights).items()}
-    share = {k: share[k] - v / n_batches for k, v in _weighted(c_int8, weights).items() if k in share}
+    share = {k: v / n_batches for k, v in weighted_costs(c_float, weights).items()}
+    share = {k: share[k] - v / n_batches for k, v in weighted_costs(c_int8, weights).items() if k in share}
     known = sorted(share.values())
     unknown = known[len(known) // 2] if known else 0.0  # a unit missing from a profile weighs the median
     choice = budgeted_float_set([u for u, _ in int8_units], {u: share.get(u, unknown) for u, _ in int8_units},
@@ -149,7 +149,7 @@ def _record_budget(result: PrecisionResult, choice: BudgetChoice, first: Score, 
         result.fallback["why"] = "no prefix of the ranking reached the budget: the speed choice is kept"
 
 
-def _weighted(costs: dict[str, Any], weights: dict[Any, float]) -> dict[str, float]:
+def weighted_costs(costs: dict[str, Any], weights: dict[Any, float]) -> dict[str, float]:
     """A unit's cost summed over batch sizes, each batch size weighted by 1 / the all-int8 model's total
     there (so batch 1 and batch 32 count alike)."""
     return {name: sum(us * weights.get(b, 0.0) for b, us in c.items()) for name, c in costs.items() if name != "_total"}
