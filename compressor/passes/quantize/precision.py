@@ -102,6 +102,15 @@ def per_node_precision(
         say(f"drop {first.drop:.4g} > budget {max_drop:g}, and {every.drop:.4g} with every compute node float: "
             f"node fallback cannot help, keeping the speed choice")
         return result
+    return _keep_budget(result, [u for u, _ in int8_units], c_int8, c_float, weights, quantize, finish, faster,
+                        score, max_drop, first, every, say)
+
+
+def _keep_budget(result: PrecisionResult, candidates: list[str], c_int8: dict, c_float: dict, weights: dict,
+                 quantize: Callable[[list[str]], Any], finish: Callable[[Any], Any],
+                 faster: Callable[[Any, Any], tuple[float, float]], score: Callable[[Any], Score], max_drop: float,
+                 first: Score, every: Score, say: Callable[[str], None]) -> PrecisionResult:
+    """Over budget: the knapsack's float set on top of the speed choice, baked and re-measured against it."""
     say(f"drop {first.drop:.4g} > budget {max_drop:g}: measuring the int8 units' sensitivity both ways")
     # the trials are scored unbaked (baking changes kernels, not the arithmetic); the result is baked
     n_batches = max(len(weights), 1)
@@ -109,18 +118,18 @@ def per_node_precision(
     share = {k: share[k] - v / n_batches for k, v in weighted_costs(c_int8, weights).items() if k in share}
     known = sorted(share.values())
     unknown = known[len(known) // 2] if known else 0.0  # a unit missing from a profile weighs the median
-    choice = budgeted_float_set([u for u, _ in int8_units], {u: share.get(u, unknown) for u, _ in int8_units},
-                                float_units, quantize, score, max_drop, first, every, say)
+    choice = budgeted_float_set(candidates, {u: share.get(u, unknown) for u in candidates},
+                                result.float_units, quantize, score, max_drop, first, every, say)
     _record_budget(result, choice, first, max_drop)
     if choice.within_budget:
         baked = finish(choice.model)
         ms_chosen, ms_speed = faster(baked, result.model)
         result.fallback["remeasured"] = {"chosen_ms": round(ms_chosen, 4), "speed_choice_ms": round(ms_speed, 4),
-                                         "speed_kept": round(ms_speed / ms_chosen, 4) if ms_chosen > 0 else None,
-                                         "why": "the budgeted choice, baked, timed side by side with the speed choice"}
+                                         "why": "the budgeted choice, baked, timed side by side with the speed "
+                                                "choice (summed p50 over the pipeline's batch sizes)"}
         say(f"within budget with {len(choice.float_units)} more float unit(s): {ms_chosen:.3f} ms vs "
             f"{ms_speed:.3f} ms for the speed choice")
-        result.model, result.float_units = baked, [*float_units, *choice.float_units]
+        result.model, result.float_units = baked, [*result.float_units, *choice.float_units]
     return result
 
 
