@@ -65,3 +65,18 @@ def test_auto_scores_and_profiles_every_candidate_and_keeps_one_within_budget(tm
     nbits = [n for n in onnx.load(str(step.artifact.path)).graph.node if n.op_type == "MatMulNBits"]
     assert len(nbits) == 2 - len(auto["float_matmuls"])
     assert all(dict((a.name, a.i) for a in n.attribute)["block_size"] == auto["block_size"] for n in nbits)
+
+
+def test_choose_the_fastest_within_budget_or_near_the_most_accurate() -> None:
+    from compressor.passes.quantize._onnx_weight_auto import choose
+
+    rows = [{"candidate": "a", "drop": 0.002, "time_share_of_float": 0.9}, {"candidate": "b", "drop": 0.008,
+            "time_share_of_float": 0.7}, {"candidate": "c", "drop": 0.03, "time_share_of_float": 0.5}]
+    best, fits = choose(rows, 0.01)
+    assert best["candidate"] == "b" and [r["candidate"] for r in fits] == ["b", "a"]  # c is faster but over budget
+    best, fits = choose(rows, 0.001)  # none within: a is the most accurate and alone within half the budget of it
+    assert best["candidate"] == "a" and fits == []
+    best, _ = choose(rows, 0.014)  # within budget: b (fastest of a, b)
+    assert best["candidate"] == "b"
+    best, fits = choose([{**r, "drop": r["drop"] + 0.02} for r in rows], 0.014)  # none within; a, b near the best
+    assert best["candidate"] == "b" and fits == []

@@ -5,7 +5,8 @@ divides the input width K of every weight MatMul (rtn and gptq also need K / blo
 their code fails on an odd count). Each candidate is quantized, scored on the evaluation split (the
 pipeline's metric drop and the output error vs the float model) and profiled by the runtime's own
 profiler at the pipeline's batch sizes on its first target. The fastest within the budget (by its
-profile, as a share of the float model's time, batch sizes weighted alike) wins; then each MatMul
+profile, as a share of the float model's time, batch sizes weighted alike) wins (with none within, the
+fastest of those within half the budget of the most accurate, and the ledger says so); then each MatMul
 whose float kernel beats its MatMulNBits kernel by more than ``MARGIN`` (``precision.speed_choice``,
 the neutral rule of ``nodes: auto``) is kept float in a mixed candidate. The winner, the runner-up and
 the mixed candidate are re-measured side by side and the fastest within budget kept. The ledger
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from compressor.artifact import Artifact
-from compressor.errors import CompressorError
+from compressor.errors import CompressorError, PassError
 from compressor.passes.base import PassContext
 from compressor.passes.quantize.precision import Unit, weighted_costs, speed_choice
 
@@ -91,13 +92,12 @@ def run_weight_auto(artifact: Artifact, ctx: PassContext, config: Any, dst: Path
         rows.append(make(f"{algorithm}-b{block_size}", algorithm, block_size, []))
     ok = [r for r in rows if r["status"] == "ok"]
     if not ok:
-        raise CompressorError(f"pass 'quantize.onnx.weight_only': every auto candidate failed "
+        raise PassError(f"pass 'quantize.onnx.weight_only': every auto candidate failed "
                               f"({rows[0]['why']}); set block_size and algorithm explicitly.")
-    fits = sorted((r for r in ok if r["within_budget"]), key=lambda r: r["time_share_of_float"])
-    if not fits:  # nothing within budget: the most accurate, said so
-        best = min(ok, key=lambda r: (r["drop"], r["output_error"]))
-        return _finish(rows, best, [], None, dst, where, "no candidate is within the budget: the most accurate kept")
-    best = fits[0]
+    best, fits = choose(ok, ctx.max_drop)
+    if not fits:
+        return _finish(rows, best, [], None, dst, where, c_float, "no candidate is within the budget: the fastest of "
+                       "those within half the budget of the most accurate kept", _matmul_rows(units, best["costs"], c_float, [], []))
     slow = speed_choice(units, weighted_costs(best["costs"], weights), weighted_costs(c_float, weights), MARGIN)
     finalists = {"fastest": best, **({"runner_up": fits[1]} if len(fits) > 1 else {})}
     if slow:
@@ -111,8 +111,18 @@ def run_weight_auto(artifact: Artifact, ctx: PassContext, config: Any, dst: Path
         remeasured = {"p50_ms_summed_over_batches": {finalists[k]["candidate"]: round(v, 4) for k, v in ms.items()}}
         best = finalists[min(ms, key=ms.get)]
     floats = slow if best["candidate"].endswith("-mixed") else []
-    return _finish(rows, best, floats, remeasured, dst, where, "the fastest within the budget, re-measured",
+    return _finish(rows, best, floats, remeasured, dst, where, c_float, "the fastest within the budget, re-measured",
                    _matmul_rows(units, best["costs"], c_float, floats, slow))
+
+
+def choose(ok: list[dict[str, Any]], max_drop: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The fastest candidate (by ``time_share_of_float``) within the budget, and those within it fastest first;
+    with none within, the fastest of those within half the budget of the most accurate (and no list)."""
+    fits = sorted((r for r in ok if r["drop"] <= max_drop), key=lambda r: r["time_share_of_float"])
+    if fits:
+        return fits[0], fits
+    least = min(r["drop"] for r in ok)
+    return min((r for r in ok if r["drop"] <= least + max_drop / 2), key=lambda r: r["time_share_of_float"]), []
 
 
 def _matmul_rows(units: list[Unit], c_int4: dict, c_float: dict, floats: list[str], slow: list[str]) -> list[dict[str, Any]]:
@@ -133,13 +143,12 @@ def _by_batch(costs: dict | None) -> dict[str, float] | None:
 
 
 def _finish(rows: list[dict[str, Any]], best: dict[str, Any], floats: list[str], remeasured: dict | None, dst: Path,
-            where: Any, why: str, matmuls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+            where: Any, c_float: dict, why: str, matmuls: list[dict[str, Any]]) -> dict[str, Any]:
     Path(best["path"]).replace(dst)
     listed = [{k: v for k, v in r.items() if k not in ("path", "costs", "report")} for r in rows]
     account = {"mode": "auto", **where.to_dict(), "chosen": best["candidate"], "algorithm": best["algorithm"],
-               "block_size": best["block_size"], "float_matmuls": floats, "why": why, "candidates": listed}
+               "block_size": best["block_size"], "float_matmuls": floats, "why": why,
+               "float_profile_total_us": _by_batch(c_float.get("_total")), "candidates": listed, "matmuls": matmuls}
     if remeasured:
         account["remeasured"] = remeasured
-    if matmuls is not None:
-        account["matmuls"] = matmuls
     return {**best["report"], "auto": account}
