@@ -82,8 +82,9 @@ class QuantizeOnnxStatic(QuantizePass):
     """Static int8 quantization through ONNX Runtime's quantizer, fed by the pipeline's data."""
 
     name = "quantize.onnx.static"
-    version = 6  # 4: nodes: auto, the default; 5: no node fallback when it cannot reach the budget;
-    # 6: over budget, a knapsack of both-way sensitivities against measured speed costs; the first target's profile
+    version = 7  # 4: nodes: auto, the default; 5: no node fallback when it cannot reach the budget;
+    # 6: over budget, a knapsack of both-way sensitivities against measured speed costs; the first target's profile;
+    # 7: profiles read each node's median kernel time
     config_class = StaticQuantConfig
     input_formats: ClassVar[frozenset[Format]] = frozenset({Format.ONNX})
     data_splits = ("calibration",)

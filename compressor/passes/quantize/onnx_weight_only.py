@@ -59,7 +59,7 @@ class QuantizeOnnxWeightOnly(QuantizePass):
     """MatMul weights to 4 or 8 bits in blocks; activations stay float."""
 
     name = "quantize.onnx.weight_only"
-    version = 2  # 2: the report says which accuracy level and zero-point dtype MatMulNBits got (auto: a new config)
+    version = 3  # 2: the report says which accuracy level and zero-point dtype MatMulNBits got; 3: auto
     config_class = WeightOnlyConfig
     input_formats: ClassVar[frozenset[Format]] = frozenset({Format.ONNX})
 
