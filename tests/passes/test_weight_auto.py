@@ -61,7 +61,8 @@ def test_auto_scores_and_profiles_every_candidate_and_keeps_one_within_budget(tm
     fits = [c for c in auto["candidates"] if c["within_budget"] and not c["candidate"].endswith("-mixed")]
     if "remeasured" not in auto:  # one candidate within budget: it is the fastest by its profile
         assert chosen == min(fits, key=lambda c: c["time_share_of_float"])
-    assert [m["node"] for m in auto["matmuls"]] and all(set(m["float_us"]) == {"1", "8"} for m in auto["matmuls"])
+    assert [m["node"] for m in auto["matmuls"]] and all(set(m["float_us"]) == set(m["low_bit_us"]) == {"1", "8"}
+                                                      for m in auto["matmuls"])
     nbits = [n for n in onnx.load(str(step.artifact.path)).graph.node if n.op_type == "MatMulNBits"]
     assert len(nbits) == 2 - len(auto["float_matmuls"])
     assert all(dict((a.name, a.i) for a in n.attribute)["block_size"] == auto["block_size"] for n in nbits)
