@@ -41,8 +41,8 @@ def small_run(small_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     raw["data"]["text"] = {"documents": "samples.tiny_lm.corpus:small_documents",
                            "tokenizer": str(small_lm / "tokenizer.json"), "context_length": 64}
     raw["data"]["evaluation"] = {"split": "test", "limit": 8, "batch_size": 8}
-    raw["variants"] = {k: raw["variants"][k] for k in ("fp32", "int4-rtn-b32")}
-    raw["targets"] = ["onnxruntime:cpu"]
+    raw["variants"] = {k: raw["variants"][k] for k in ("fp32", "int4-rtn-b32", "tflite-fp32")}
+    raw["targets"] = ["onnxruntime:cpu", "litert:cpu"]
     raw["benchmark"] = {"batch_sizes": [1], "threads": 1, "warmup_runs": 1, "min_runs": 3, "min_seconds": 0.0}
     raw["generation"] = {"prompt_tokens": 24, "new_tokens": 16, "prompts": 2, "agreement_tokens": 16, "timed_rounds": 2}
     out = tmp_path_factory.mktemp("tiny-lm-run")
@@ -79,6 +79,18 @@ def test_pipeline_scores_perplexity_and_measures_generation(small_run: tuple[dic
     assert v["fp32"]["generation"]["identical_to_reference"] is True
     assert v["fp32"]["generation"]["greedy_agreement"] == 1.0
     assert {c["measure"] for c in int4["decode_checks"]} == {"decode_ms_per_token"}
+    report = int4["ledger"][-1]["report"]
+    assert report["embedding"] == "int4" and report["embedding_error_steps"] <= 1.0  # the token table too
+
+
+def test_tflite_variant_scored_on_litert_without_generation(small_run: tuple[dict, Path]) -> None:
+    results, _ = small_run
+    v = {x["name"]: x for x in results["variants"]}
+    tfl = v["tflite-fp32"]
+    assert tfl["status"] == "ok" and tfl["artifact"]["format"] == "tflite"
+    assert tfl["metric"] == pytest.approx(v["fp32"]["metric"], rel=0.02)  # perplexity computed on LiteRT
+    assert {b["runtime"] for b in tfl["benchmarks"]} == {"litert"}
+    assert "no key/value cache inputs" in tfl["generation"]["error"]  # said, not silently missing
 
 
 def test_kv_cache_export_matches_torch(small_lm: Path, small_run: tuple[dict, Path]) -> None:
