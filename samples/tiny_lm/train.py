@@ -45,7 +45,7 @@ class LMSettings:
 
 
 FULL = LMSettings()
-SMALL = LMSettings(vocab_size=512, layers=2, hidden=64, heads=2, kv_heads=1, intermediate=128, context_length=64,
+SMALL = LMSettings(vocab_size=512, layers=2, hidden=64, heads=4, kv_heads=2, intermediate=128, context_length=64,
                    batch_size=8, steps=200, lr=5e-3, threads=1, corpus="samples.tiny_lm.corpus:small_documents")
 
 
