@@ -76,7 +76,8 @@ class QuantizeOnnxWeightOnly(QuantizePass):
 
     def check(self, artifact: Artifact, ctx: PassContext) -> None:
         from compressor.errors import PassError
-        from compressor.passes.quantize._onnx import check_node_names, has_weight_matmul
+        from compressor.passes.quantize._onnx import check_node_names
+        from compressor.passes.quantize._onnx_nbits import has_weight_matmul
 
         super().check(artifact, ctx)
         if not has_weight_matmul(Path(artifact.path)):
@@ -88,10 +89,8 @@ class QuantizeOnnxWeightOnly(QuantizePass):
         check_node_names(Path(artifact.path), self.config.exclude_nodes, self.name)
 
     def run(self, artifact: Artifact, ctx: PassContext, out_dir: Path) -> PassOutput:
-        from compressor.passes.quantize._onnx import (
-            check_calibration_data,
-            quantize_weight_only,
-        )
+        from compressor.passes.quantize._onnx import check_calibration_data
+        from compressor.passes.quantize._onnx_nbits import quantize_weight_only
 
         split = None
         if self.config.algorithm == "gptq":
