@@ -10,6 +10,7 @@ does not reproduce the table) leaves the embedding in float and says why.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -89,15 +90,21 @@ def quantize_embeddings(path: Path, block_size: int, symmetric: bool) -> dict[st
     algo = mnq.DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=symmetric, bits=4,
                                             quant_format=QuantFormat.QOperator, op_types_to_quantize=("Gather",),
                                             quant_axes=(("Gather", 1),))
+    chatty = logging.getLogger(mnq.__name__)  # one INFO line per node of the graph
+    level = chatty.level
     try:
+        chatty.setLevel(logging.WARNING)
         quantizer = mnq.MatMulNBitsQuantizer(model, algo_config=algo, nodes_to_exclude=others)
-        quantizer.process()
+        with np.errstate(divide="ignore", invalid="ignore"):  # all-zero blocks: ORT's np.where handles them
+            quantizer.process()
         out = quantizer.model.model
         new = [n for n in out.graph.node if n.op_type == "GatherBlockQuantized"]
         opset = next(o.version for o in out.opset_import if o.domain in ("", "ai.onnx"))
         read_back = _dequantized_rows(new, out, opset)
     except Exception as exc:  # ORT raises RuntimeError / ValueError / its own Fail types
         return {"embedding": "float", "embedding_reason": f"GatherBlockQuantized failed: {first_line(exc, 200)}"}
+    finally:
+        chatty.setLevel(level)
     worst = 0.0
     for node, rows in zip(new, read_back):
         ref = tables[node.name.removesuffix("_Q4")].astype(np.float32)

@@ -63,7 +63,8 @@ def quantize_weight_only(src: Path, dst: Path, config: WeightOnlyConfig, split: 
     nodes = onnx.load(str(dst), load_external_data=False).graph.node
     quantized = sorted(set(config.exclude_nodes) - {n.name for n in nodes if n.op_type == "MatMul"})
     if quantized:
-        raise PassError(f"pass 'quantize.onnx.weight_only': the {config.algorithm} quantizer quantized {quantized} "
-                        f"although exclude_nodes names them; use algorithm rtn or default for these exclusions.")
+        raise PassError(f"pass 'quantize.onnx.weight_only': the {config.algorithm} quantizer did not keep {quantized} "
+                        f"as float MatMul although exclude_nodes names them (this ORT ignores the exclusion for it); "
+                        f"try another algorithm.")
     ops = [n.op_type for n in nodes]
     return {"matmul_nbits": ops.count("MatMulNBits"), "float_matmuls": ops.count("MatMul")}
