@@ -14,7 +14,7 @@ import numpy as np
 
 from backends.base import Runtime, Session
 from compressor.errors import ModelLoadError, RuntimeUnavailableError, first_line
-from compressor.frameworks._litert import _open_interpreter, dequantize, quantize
+from compressor.frameworks._litert import _open_interpreter, dequantize, io_name, quantize
 
 
 class LiteRtSession(Session):
@@ -24,7 +24,7 @@ class LiteRtSession(Session):
         self._it = interpreter
         self._it.allocate_tensors()
         self._refresh()
-        self.input_names = [d["name"] for d in self._inputs]
+        self.input_names = [io_name(d) for d in self._inputs]
         sig = [d.get("shape_signature", d["shape"]) for d in self._inputs]
         # litert-torch writes a fixed batch (torch.export's sample); such models run chunk by chunk
         self.static_batch = None if all(len(s) and s[0] == -1 for s in sig) else int(self._inputs[0]["shape"][0])

@@ -153,6 +153,16 @@ def _open_interpreter(path: Path, threads: int = 1, xnnpack: bool = True) -> Any
         ) from None
 
 
+SIGNATURE_PREFIX = "serving_default_"
+
+
+def io_name(detail: dict[str, Any]) -> str:
+    """A tensor's name as callers feed it: the signature's prefix dropped (``serving_default_input_ids`` ->
+    ``input_ids``, the names litert-torch writes for keyword inputs)."""
+    name = str(detail["name"])
+    return name[len(SIGNATURE_PREFIX):] if name.startswith(SIGNATURE_PREFIX) else name
+
+
 def _is_quantized(detail: dict[str, Any]) -> bool:
     scale, _ = detail.get("quantization", (0.0, 0))
     return detail["dtype"] in _QUANTIZED and scale != 0.0
@@ -186,7 +196,7 @@ def tflite_signature(path: Path, layout: str | None = None) -> tuple[Signature, 
         dims = list(detail.get("shape_signature", detail["shape"]))
         shape = tuple(BATCH if i == 0 else (int(d) if d >= 0 else f"dim{i}") for i, d in enumerate(dims))
         dtype = "float32" if _is_quantized(detail) else np.dtype(detail["dtype"]).name
-        return TensorSpec(detail["name"], shape, dtype)
+        return TensorSpec(io_name(detail), shape, dtype)
 
     ins, outs = interpreter.get_input_details(), interpreter.get_output_details()
     inputs = tuple(spec(d) for d in ins)

@@ -19,15 +19,21 @@ from compressor.artifact import PAST, Artifact
 from compressor.errors import MeasurementError
 
 
+def without_cache(artifact: Artifact) -> str | None:
+    """Why ``artifact`` cannot generate with a key/value cache, or None when it can."""
+    if str(artifact.format) in ("torch", "torch_export") or any(PAST in s.shape for s in artifact.signature.inputs):
+        return None
+    return (f"the {artifact.format} model has no key/value cache inputs (a '{PAST}' dim), so it cannot be measured "
+            f"for generation; export it with convert.onnx (kv_cache: true)")
+
+
 def open_lm(artifact: Artifact, runtime: Any, device: str = "cpu", threads: int = 1) -> Any:
     """A Session of ``artifact`` with the flat key/value cache signature."""
     if str(artifact.format) in ("torch", "torch_export"):
         return runtime.open(artifact, device=device, threads=threads, kv_cache=True)
-    if not any(PAST in spec.shape for spec in artifact.signature.inputs):
-        raise MeasurementError(
-            f"'{artifact.path}' has no key/value cache inputs (a '{PAST}' dim), so it cannot be measured for "
-            f"generation; export it with convert.onnx (kv_cache: true)."
-        )
+    reason = without_cache(artifact)
+    if reason:
+        raise MeasurementError(f"'{artifact.path}': {reason}.")
     return runtime.open(artifact, device=device, threads=threads)
 
 

@@ -21,7 +21,8 @@ def _rows(name: str, gen: dict[str, Any]) -> list[list[str]]:
         rows.append([name, target, str(m["prompt_tokens"]), significant(m["prefill_ms"]),
                      significant(m["decode_ms_p50"]), significant(m["decode_ms_p90"]), significant(m["tokens_per_s"]),
                      significant(m["cold_start_ms"]), significant(m["peak_rss_mb"]), significant(agreement), same])
-    return rows or [[name, "—", "—", gen.get("error", "not measured"), "", "", "", "", "", significant(agreement), same]]
+    why = gen.get("error") or gen.get("skipped") or "not measured"
+    return rows or [[name, "—", "—", why, "", "", "", "", "", significant(agreement), same]]
 
 
 def generation_lines(results: dict[str, Any]) -> list[str]:

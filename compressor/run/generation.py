@@ -17,6 +17,7 @@ import numpy as np
 from compressor.artifact import Artifact
 from compressor.cache import cache_key
 from compressor.errors import CompressorError, ConfigError
+from compressor.measure.generation import without_cache
 from compressor.metrics import greedy_agreement
 from compressor.run.context import RunContext
 from compressor.run.measurements import artifacts_to_measure, usable_targets
@@ -105,6 +106,10 @@ def collect_generation(ctx: RunContext, outcomes: list[VariantOutcome], remeasur
         ctx.on_event("stage", message=f"generation {n}: {artifact.id}")
         record: dict[str, Any] = {"prompts": len(batch), "prompt_tokens": gen.prompt_tokens,
                                   "agreement_tokens": gen.agreement_tokens}
+        reason = without_cache(artifact)
+        if reason:  # a model that cannot decode with a cache (a cache-less TFLite): said, not measured
+            found[artifact.sha256] = {**record, "skipped": reason, "measurements": []}
+            continue
         try:
             tokens = greedy_tokens(ctx, artifact, batch, gen.agreement_tokens)
             record["greedy_agreement"] = round(float(np.mean([greedy_agreement(t, r) for t, r in zip(tokens, reference)])), 4)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -35,16 +36,16 @@ class LMSettings:
     kv_heads: int = 2
     intermediate: int = 512
     context_length: int = 128
-    batch_size: int = 8
-    steps: int = 80
+    batch_size: int = 16
+    steps: int = 700
     lr: float = 3e-3
     seed: int = 0
-    threads: int = 2
+    threads: int = 1
     corpus: str = "samples.tiny_lm.corpus:documents"
 
 
 FULL = LMSettings()
-SMALL = LMSettings(vocab_size=512, layers=2, hidden=64, heads=2, kv_heads=1, intermediate=128, context_length=64,
+SMALL = LMSettings(vocab_size=512, layers=2, hidden=64, heads=4, kv_heads=2, intermediate=128, context_length=64,
                    batch_size=8, steps=200, lr=5e-3, threads=1, corpus="samples.tiny_lm.corpus:small_documents")
 
 
@@ -99,6 +100,40 @@ def held_out_perplexity(model, chunks, batch_size: int = 16) -> float:  # noqa: 
     return math.exp(total / count)
 
 
+def unigram_perplexity(train_chunks, test_chunks, vocab: int) -> float:  # noqa: ANN001 - numpy arrays
+    """Held-out perplexity of the training tokens' add-one unigram distribution: the level to beat."""
+    import numpy as np
+
+    counts = np.bincount(train_chunks[:, 1:].ravel(), minlength=vocab).astype(np.float64) + 1.0
+    logp = np.log(counts / counts.sum())
+    return math.exp(-float(logp[test_chunks[:, 1:].ravel()].mean()))
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process so far (threads included)."""
+    t = os.times()
+    return t.user + t.system
+
+
+def greedy_samples(model, chunks, prompts: int = 4, prompt_tokens: int = 128,  # noqa: ANN001
+                   new_tokens: int = 64) -> list[dict]:
+    """Greedy continuations of the first ``prompts`` held-out chunks: the tokens and how many are distinct.
+
+    The prompts are the pipeline's generation prompts (the evaluation split's first samples, cut to
+    ``prompt_tokens``): a model that repeats one token shows as ``distinct`` 1.
+    """
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for row in chunks[:prompts]:
+            ids = torch.from_numpy(row[:prompt_tokens]).reshape(1, -1)
+            gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                 max_new_tokens=new_tokens, min_new_tokens=new_tokens)[0, ids.shape[1]:].tolist()
+            out.append({"distinct": len(set(gen)), "tokens": gen})
+    return out
+
+
 def _record_matches(out: Path, record: dict) -> bool:
     try:
         old = json.loads((out / "train.json").read_text())
@@ -135,7 +170,8 @@ def train(out: Path = MODEL_DIR, settings: LMSettings = FULL, log=print) -> dict
     warmup = max(1, settings.steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda i: min(1.0, (i + 1) / warmup) * 0.5 * (
         1 + math.cos(math.pi * min(i, settings.steps) / settings.steps)))
-    batches, start = _batches(train_chunks, settings.batch_size, settings.seed), time.perf_counter()
+    batches, start, cpu0 = _batches(train_chunks, settings.batch_size, settings.seed), time.perf_counter(), _cpu_seconds()
+    curve = []  # held-out perplexity on the first 64 test chunks as training goes: shows under/over-fitting
     model.train()
     for step in range(settings.steps):
         batch = next(batches)
@@ -147,12 +183,24 @@ def train(out: Path = MODEL_DIR, settings: LMSettings = FULL, log=print) -> dict
         sched.step()
         if step % 10 == 0 or step == settings.steps - 1:
             log(f"step {step:5d}  loss {float(loss):.3f}  {time.perf_counter() - start:.0f} s")
+        if (step + 1) % max(1, settings.steps // 6) == 0:
+            model.eval()
+            curve.append([step + 1, round(held_out_perplexity(model, test_chunks[:64]), 2)])
+            model.train()
+            log(f"step {step + 1:5d}  held-out perplexity (64 chunks) {curve[-1][1]}")
     model.eval()
-    record.update(train_seconds=round(time.perf_counter() - start, 1), train_tokens=int(train_chunks[:, 1:].size),
+    wall, cpu = time.perf_counter() - start, _cpu_seconds() - cpu0
+    samples = greedy_samples(model, test_chunks, prompt_tokens=min(128, settings.context_length))
+    record.update(train_seconds=round(wall, 1), train_cpu_seconds=round(cpu, 1),
+                  train_seconds_on_idle_cores=round(cpu / settings.threads, 1),
+                  train_tokens=int(train_chunks[:, 1:].size),
                   train_chunks=len(train_chunks), test_chunks=len(test_chunks),
                   steps_tokens=settings.steps * settings.batch_size * settings.context_length,
                   held_out_perplexity=round(held_out_perplexity(model, test_chunks), 3),
-                  parameters=sum(p.numel() for p in model.parameters()))
+                  unigram_perplexity=round(unigram_perplexity(train_chunks, test_chunks, tok.get_vocab_size()), 3),
+                  parameters=sum(p.numel() for p in model.parameters()), held_out_curve=curve,
+                  greedy_distinct_tokens=[g["distinct"] for g in samples],
+                  greedy_sample=tok.decode(samples[0]["tokens"]) if samples else "")
     tmp = temp_sibling(out)  # the whole folder appears at once: a killed training leaves no half model
     model.save_pretrained(str(tmp), safe_serialization=True)
     PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, unk_token=UNK,

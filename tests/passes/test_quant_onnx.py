@@ -236,6 +236,19 @@ def test_weight_only_matmulnbits(tmp_path: Path, seq_weights: Path, config: dict
     assert step.entry["coverage"]["float_compute"] == [] or config.get("algorithm") == "hqq"
 
 
+@pytest.mark.parametrize("algorithm", ["default", "rtn", "gptq"])
+def test_weight_only_keeps_excluded_matmuls(tmp_path: Path, seq_weights: Path, algorithm: str) -> None:
+    import onnx
+
+    r = make_runner(tmp_path, seq_weights, factory="tests.tiny_models:SeqMLP")
+    art = onnx_of(r)
+    first = next(n.name for n in onnx.load(str(art.path)).graph.node if n.op_type == "MatMul")
+    config = {"algorithm": algorithm, "block_size": 32, "exclude_nodes": [first]}
+    step = apply_pass(r, art, build_pass("quantize.onnx.weight_only", config), "a", 1)
+    kept = [n for n in onnx.load(str(step.artifact.path)).graph.node if n.op_type == "MatMul"]
+    assert [n.name for n in kept] == [first] and step.entry["report"]["matmul_nbits"] == 1  # gptq too
+
+
 def test_weight_only_without_matmul_is_refused(runner: RunContext) -> None:
     art = onnx_of(runner)  # Conv + Gemm only
     with pytest.raises(PassError, match="no MatMul with a constant weight"):

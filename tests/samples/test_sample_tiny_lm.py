@@ -1,6 +1,6 @@
-"""The tiny LM sample in its small setting (2 layers, hidden 64, trained for a few seconds): the pipeline
-with perplexity, the KV-cache export's parity with torch (prefill, cached decode, greedy tokens) and the
-generation figures in results.json."""
+"""The tiny LM sample in its small setting (2 layers, hidden 64, 4 heads on 2 key/value heads, trained for a
+few seconds): the pipeline with perplexity, the KV-cache export's parity with torch (prefill, cached decode,
+greedy tokens), the generation figures in results.json and the TFLite variant scored on LiteRT."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,8 +41,8 @@ def small_run(small_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     raw["data"]["text"] = {"documents": "samples.tiny_lm.corpus:small_documents",
                            "tokenizer": str(small_lm / "tokenizer.json"), "context_length": 64}
     raw["data"]["evaluation"] = {"split": "test", "limit": 8, "batch_size": 8}
-    raw["variants"] = {k: raw["variants"][k] for k in ("fp32", "int4-rtn-b32")}
-    raw["targets"] = ["onnxruntime:cpu"]
+    raw["variants"] = {k: raw["variants"][k] for k in ("fp32", "int4-rtn-b32", "tflite-fp32")}
+    raw["targets"] = ["onnxruntime:cpu", "litert:cpu"]
     raw["benchmark"] = {"batch_sizes": [1], "threads": 1, "warmup_runs": 1, "min_runs": 3, "min_seconds": 0.0}
     raw["generation"] = {"prompt_tokens": 24, "new_tokens": 16, "prompts": 2, "agreement_tokens": 16, "timed_rounds": 2}
     out = tmp_path_factory.mktemp("tiny-lm-run")
@@ -79,6 +79,22 @@ def test_pipeline_scores_perplexity_and_measures_generation(small_run: tuple[dic
     assert v["fp32"]["generation"]["identical_to_reference"] is True
     assert v["fp32"]["generation"]["greedy_agreement"] == 1.0
     assert {c["measure"] for c in int4["decode_checks"]} == {"decode_ms_per_token"}
+    report = int4["ledger"][-1]["report"]
+    assert report["embedding"] == "int4" and report["embedding_error_steps"] <= 1.0  # the token table too
+
+
+def test_tflite_variant_scored_on_litert_without_generation(small_run: tuple[dict, Path]) -> None:
+    results, _ = small_run
+    v = {x["name"]: x for x in results["variants"]}
+    tfl = v["tflite-fp32"]
+    assert tfl["status"] == "ok" and tfl["artifact"]["format"] == "tflite"
+    assert tfl["metric"] == pytest.approx(v["fp32"]["metric"], rel=0.02)  # perplexity computed on LiteRT
+    assert {b["runtime"] for b in tfl["benchmarks"]} == {"litert"}
+    assert "no key/value cache inputs" in tfl["generation"]["skipped"]  # said, not silently missing
+    assert tfl["generation"]["measurements"] == [] and "greedy_agreement" not in tfl["generation"]
+    from compressor.run.results import exit_code
+
+    assert exit_code(results, strict=False) == 0  # a model without a cache is not a failed measurement
 
 
 def test_kv_cache_export_matches_torch(small_lm: Path, small_run: tuple[dict, Path]) -> None:
@@ -90,17 +106,17 @@ def test_kv_cache_export_matches_torch(small_lm: Path, small_run: tuple[dict, Pa
     session = ort.InferenceSession(str(out / fp32["artifact"]["path"]), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     assert names[:2] == ["input_ids", "attention_mask"] and names[2] == "past_key_values.0.key"
-    assert session.get_inputs()[2].shape == ["batch", 1, "past_sequence", 32]
+    assert session.get_inputs()[2].shape == ["batch", 2, "past_sequence", 16]
     module = _torch_lm(small_lm)
     ids = np.random.default_rng(0).integers(0, 512, (2, 12)).astype(np.int64)
-    empty = {n: np.zeros((2, 1, 0, 32), np.float32) for n in names[2:]}
+    empty = {n: np.zeros((2, 2, 0, 16), np.float32) for n in names[2:]}
     out_prefill = session.run(None, {"input_ids": ids[:, :9], "attention_mask": np.ones((2, 9), np.int64), **empty})
     with torch.inference_mode():
         full = module(torch.from_numpy(ids), torch.ones(2, 12, dtype=torch.long)).numpy()
     assert np.abs(out_prefill[0] - full[:, :9]).max() < 1e-4  # prefill, batch 2
     past = dict(zip(names[2:], out_prefill[1:]))
     decoded = session.run(None, {"input_ids": ids[:, 9:], "attention_mask": np.ones((2, 12), np.int64), **past})
-    assert decoded[1].shape == (2, 1, 12, 32)
+    assert decoded[1].shape == (2, 2, 12, 16)
     assert np.abs(decoded[0] - full[:, 9:]).max() < 1e-4  # three new tokens after a 9-token cache
 
 

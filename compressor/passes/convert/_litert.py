@@ -100,7 +100,10 @@ def export_tflite(artifact: Artifact, config: ConvertTfliteConfig, path: Path, c
         with quiet_converter(), _quiet_logs():
             import litert_torch  # its import prints TensorFlow's C++ banner and torchao's notices to fd 2
 
-            if config.quantize == "none":
+            if config.quantize == "none" and len(sample) > 1:  # keyword inputs: the file keeps the input names
+                names = artifact.signature.input_names
+                edge = litert_torch.convert(module, sample_args=(), sample_kwargs=dict(zip(names, sample)))
+            elif config.quantize == "none":
                 edge = litert_torch.convert(module, sample)
             else:
                 graph, quant_config = _pt2e(module, sample, calib, dynamic=config.quantize == "dynamic")

@@ -54,7 +54,7 @@ class ConvertTflite(Pass):
     """Convert to TFLite; verify the file's kernels; the run step checks parity (enforced for float)."""
 
     name = "convert.tflite"
-    version = 2  # 2: PyTorch int8 calibrates in batches
+    version = 3  # 2: PyTorch int8 calibrates in batches; 3: a several-input torch model keeps its input names
     config_class = ConvertTfliteConfig
     input_formats: ClassVar[frozenset[Format]] = frozenset(ADAPTERS)
     output_format = Format.TFLITE

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from compressor.passes.quantize.onnx_dynamic import DynamicQuantConfig
     from compressor.passes.quantize.onnx_fp16 import Fp16Config
     from compressor.passes.quantize.onnx_static import StaticQuantConfig
-    from compressor.passes.quantize.onnx_weight_only import WeightOnlyConfig
 
 log = logging.getLogger(__name__)
 
@@ -355,46 +354,3 @@ def convert_fp16(src: Path, dst: Path, config: Fp16Config) -> dict[str, Any]:
     onnx.save(half, str(dst))
     casts = sum(n.op_type == "Cast" for n in half.graph.node)
     return {"cast_nodes": casts, "float_ops_kept": list(config.keep_float_ops)}
-
-
-def has_weight_matmul(path: Path) -> bool:
-    """Whether the graph has a MatMul whose second input is a constant weight."""
-    from compressor.frameworks._onnx import load_onnx
-
-    model = load_onnx(path, load_weights=False)
-    inits = {i.name for i in model.graph.initializer}
-    return any(n.op_type == "MatMul" and len(n.input) > 1 and n.input[1] in inits for n in model.graph.node)
-
-
-def quantize_weight_only(src: Path, dst: Path, config: WeightOnlyConfig, split: Split = None, signature: Signature = None) -> dict[str, Any]:
-    """Block-wise int4 / int8 MatMul weights through ORT's MatMulNBits quantizer."""
-    import onnx
-    from onnxruntime.quantization import QuantFormat
-    from onnxruntime.quantization import matmul_nbits_quantizer as mnq
-
-    common = dict(block_size=config.block_size, is_symmetric=config.symmetric, accuracy_level=config.accuracy_level)
-    if config.algorithm == "default":
-        algo = mnq.DefaultWeightOnlyQuantConfig(bits=config.bits, quant_format=QuantFormat.QOperator, **common)
-        kwargs: dict[str, Any] = {}
-    elif config.algorithm == "hqq":
-        algo = mnq.HQQWeightOnlyQuantConfig(block_size=config.block_size, bits=config.bits)
-        kwargs = {"accuracy_level": config.accuracy_level}
-    elif config.algorithm == "rtn":  # group size, symmetry and bits come from the quantizer's kwargs
-        algo, kwargs = mnq.RTNWeightOnlyQuantConfig(), dict(common, bits=config.bits)
-    else:  # gptq: calibrated on the pipeline's calibration split
-        reader = SplitReader(split, signature, config.calibration_batch_size)
-        algo, kwargs = mnq.GPTQWeightOnlyQuantConfig(calibration_data_reader=reader), dict(common, bits=config.bits)
-    quantizer = mnq.MatMulNBitsQuantizer(onnx.load(str(src)), algo_config=algo,
-                                         nodes_to_exclude=list(config.exclude_nodes) or None, **kwargs)
-    try:
-        with _quiet():
-            quantizer.process()
-    except Exception as exc:  # the quantizers raise ValueError / RuntimeError / AssertionError
-        detail = first_line(exc, 300)
-        raise PassError(
-            f"pass 'quantize.onnx.weight_only': the {config.algorithm} quantizer failed ({detail}); "
-            f"try block_size 32 or 64, or symmetric: true."
-        ) from None
-    quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
-    ops = [n.op_type for n in onnx.load(str(dst), load_external_data=False).graph.node]
-    return {"matmul_nbits": ops.count("MatMulNBits"), "float_matmuls": ops.count("MatMul")}

@@ -55,7 +55,7 @@ def run_weight_auto(artifact: Artifact, ctx: PassContext, config: Any, dst: Path
     from compressor.formats import Format
     from compressor.measure.probe import probe_target
     from compressor.passes.quantize import _onnx_precision as ox
-    from compressor.passes.quantize._onnx import quantize_weight_only
+    from compressor.passes.quantize._onnx_nbits import quantize_weight_only
     from compressor.passes.quantize.onnx_static import scorer
 
     src = Path(artifact.path)

@@ -3,7 +3,10 @@
 Only MatMuls with a constant weight are touched; activations stay float. Algorithms: ``default``
 (ORT's native blockwise quantizer, 4 or 8 bits), ``rtn`` (round to nearest), ``hqq`` (half-
 quadratic, no data) and ``gptq`` (calibrated on the pipeline's calibration split), the last
-three through the copy of neural-compressor's weight-only code that ORT bundles.
+three through the copy of neural-compressor's weight-only code that ORT bundles. With 4 bits the
+embedding tables (a Gather on a constant float matrix) also go to 4-bit blocks (ORT's
+GatherBlockQuantized, round to nearest, checked row by row: ``_onnx_gather``); ``quantize_embedding``
+turns that off (false) or makes it required (true).
 ``block_size`` defaults to 32: with ORT 1.32's rtn / gptq the usual 128 fails when the input
 width divided by the block size is odd (384 / 128 in MiniLM). ``accuracy_level: 4`` lets the
 kernel quantize activations to int8 and use int8 dot products on the CPU; lower levels compute
@@ -39,11 +42,15 @@ class WeightOnlyConfig(PassConfig):
     accuracy_level: Literal[0, 1, 2, 3, 4] = Field(
         4, description="MatMulNBits compute type: 0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8 activations")
     exclude_nodes: list[str] = Field(default_factory=list, description="MatMul node names kept in float")
+    quantize_embedding: bool | None = Field(
+        None, description="4-bit blocks for embedding tables (Gather -> GatherBlockQuantized); default: on for "
+                          "bits 4 where ONNX Runtime runs it, kept float otherwise (true: fail instead)")
     calibration_batch_size: int = Field(8, ge=1, description="with gptq: calibration batch size")
 
     @model_validator(mode="after")
     def _no_ignored_keys(self) -> WeightOnlyConfig:
         self.only_with(("calibration_batch_size",), self.algorithm == "gptq", "algorithm: gptq")
+        self.only_with(("quantize_embedding",), self.bits == 4, "bits: 4 (GatherBlockQuantized is 4-bit)")
         return self
 
     def auto(self) -> bool:
@@ -59,7 +66,7 @@ class QuantizeOnnxWeightOnly(QuantizePass):
     """MatMul weights to 4 or 8 bits in blocks; activations stay float."""
 
     name = "quantize.onnx.weight_only"
-    version = 3  # 2: the report says which accuracy level and zero-point dtype MatMulNBits got; 3: auto
+    version = 4  # 2: the report says the accuracy level and zero points; 3: auto; 4: embedding tables to 4 bits
     config_class = WeightOnlyConfig
     input_formats: ClassVar[frozenset[Format]] = frozenset({Format.ONNX})
 
@@ -89,7 +96,8 @@ class QuantizeOnnxWeightOnly(QuantizePass):
 
     def check(self, artifact: Artifact, ctx: PassContext) -> None:
         from compressor.errors import PassError
-        from compressor.passes.quantize._onnx import check_node_names, has_weight_matmul
+        from compressor.passes.quantize._onnx import check_node_names
+        from compressor.passes.quantize._onnx_nbits import has_weight_matmul
 
         super().check(artifact, ctx)
         if not has_weight_matmul(Path(artifact.path)):
@@ -101,10 +109,8 @@ class QuantizeOnnxWeightOnly(QuantizePass):
         check_node_names(Path(artifact.path), self.config.exclude_nodes, self.name)
 
     def run(self, artifact: Artifact, ctx: PassContext, out_dir: Path) -> PassOutput:
-        from compressor.passes.quantize._onnx import (
-            check_calibration_data,
-            quantize_weight_only,
-        )
+        from compressor.passes.quantize._onnx import check_calibration_data
+        from compressor.passes.quantize._onnx_nbits import quantize_weight_only
 
         split = None
         if self.config.algorithm == "gptq" or self.config.auto():
@@ -115,8 +121,20 @@ class QuantizeOnnxWeightOnly(QuantizePass):
             from compressor.passes.quantize._onnx_weight_auto import run_weight_auto
 
             report = run_weight_auto(artifact, ctx, self.config, path, split)
+            block_size = report["auto"]["block_size"]
         else:
+            block_size = self.config.fixed().block_size
             report = quantize_weight_only(Path(artifact.path), path, self.config.fixed(), split, artifact.signature)
+        if self.config.bits == 4 and self.config.quantize_embedding is not False:
+            # after the MatMul choice (auto scores its candidates with the table float; each row of the
+            # 4-bit table is checked against the float one, within one quantization step)
+            from compressor.errors import PassError
+            from compressor.passes.quantize._onnx_gather import quantize_embeddings
+
+            report.update(quantize_embeddings(path, block_size, self.config.symmetric))
+            if self.config.quantize_embedding and report["embedding"] != "int4":
+                raise PassError(f"pass '{self.name}': quantize_embedding: true, but the embedding stays float "
+                                f"({report['embedding_reason']}); set quantize_embedding: false to keep it float.")
         return PassOutput(path=path, signature=artifact.signature, report={**report, **nbits_facts(path)})
 
 
