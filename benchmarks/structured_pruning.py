@@ -21,14 +21,14 @@ system temp dir), so a second run only measures.
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAD = ["workload", "model", "params", "MACs", "metric", "p50 b1 ms", "p50 b32 ms", "b1 vs dense", "b32 vs dense"]
+HEAD = ["workload", "model", "params", "MACs", "metric", "p50 b1 ms", "p50 b32 ms", "b1 vs dense (range)",
+        "b32 vs dense (range)"]
 
 
 def run_variants(raw: dict[str, Any], base: Path, out: Path, cache: Path) -> dict[str, dict[str, Any]]:
@@ -51,16 +51,17 @@ def cost_of(variant: dict[str, Any], dense: bool) -> tuple[Any, Any]:
 
 def image_rows(name: str, variants: dict[str, dict[str, Any]], out: Path, data: Any, rounds: int) -> list[list[Any]]:
     """The table rows of an image workload: dense and pruned, latency at batch 1 and 32 on real test digits."""
-    from benchmarks.suite import onnx_p50
+    from benchmarks.suite import onnx_rounds, ratio_cell
 
     test = data.split("evaluation")
     feeds = {b: {"input": np.ascontiguousarray(test.inputs["x"][np.arange(b) % len(test)])} for b in (1, 32)}
-    lat = onnx_p50({n: out / v["artifact"]["path"] for n, v in variants.items()}, feeds, rounds)
+    lat = onnx_rounds({n: out / v["artifact"]["path"] for n, v in variants.items()}, feeds, rounds)
     rows = []
     for label, v in variants.items():
         params, macs = cost_of(variants["pruned"], dense=label == "dense")
-        rows.append([name, label, params, macs, f"accuracy {v['metric']:.4f}", lat[1][label], lat[32][label],
-                     lat[1][label] / lat[1]["dense"], lat[32][label] / lat[32]["dense"]])
+        rows.append([name, label, params, macs, f"accuracy {v['metric']:.4f}", float(np.median(lat[1][label])),
+                     float(np.median(lat[32][label])), ratio_cell(lat[1][label], lat[1]["dense"]),
+                     ratio_cell(lat[32][label], lat[32]["dense"])])
     return rows
 
 
@@ -113,8 +114,10 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--mobilenet-sparsity", type=float, default=0.25)
     parser.add_argument("--distill-epochs", type=int, default=3)
-    parser.add_argument("--distill-sentences", type=int, default=3000)
-    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "structured-pruning-bench")
+    parser.add_argument("--distill-sentences", type=int, default=6000)
+    parser.add_argument("--distill-lr", type=float, default=1e-4)
+    parser.add_argument("--feature-weight", type=float, default=0.1)
+    parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "structured-pruning")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     args.out = args.out or args.cache / "runs"

@@ -22,6 +22,26 @@ def markdown_table(head: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def onnx_rounds(paths: dict[str, Any], feeds: dict[int, dict[str, Any]], rounds: int) -> dict[int, dict[str, list[float]]]:
+    """Every round's p50 (ms) per batch and model, all models of one batch timed interleaved, 1 thread."""
+    from compressor.measure.compare import interleaved_rounds
+
+    sessions = {n: ort_session(str(p)) for n, p in paths.items()}
+    out = {}
+    for batch, feed in feeds.items():
+        runs = {n: (lambda s=s: s.run(None, feed)) for n, s in sessions.items()}
+        out[batch] = interleaved_rounds(runs, rounds=rounds)
+    return out
+
+
+def ratio_cell(model: list[float], baseline: list[float]) -> str:
+    """The median of the per-round ratios model / baseline (rounds timed side by side), with their range."""
+    import statistics
+
+    ratios = [m / b for m, b in zip(model, baseline)]
+    return f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
+
+
 def onnx_p50(paths: dict[str, Any], feeds: dict[int, dict[str, Any]], rounds: int) -> dict[int, dict[str, float]]:
     """p50 (ms) per batch and model, all models of one batch timed interleaved, 1 thread."""
     from compressor.measure.compare import interleaved_p50

@@ -242,6 +242,17 @@ def test_taylor_importance_reads_gradients(tmp_path, bn_weights) -> None:
     assert rep["widths"] == {"conv1": [8, 6], "conv2": [16, 12]}
 
 
+def test_hessian_importance_needs_no_labels(tmp_path) -> None:
+    x = np.random.default_rng(0).random((40, 1, 8, 8), dtype=np.float32)
+    np.savez(tmp_path / "nolabels.npz", x=x)
+    r = make_runner(tmp_path, None, "tests.tiny_models:TinyResidual", metric="cosine",
+                    data={"npz": str(tmp_path / "nolabels.npz"), "source": None, "calibration": {"split": "train", "limit": 8}})
+    p = build_pass("prune.structured", {"sparsity": 0.25, "importance": "hessian", "batch_size": 8})
+    assert p.reads() == ("training",)
+    rep = apply_pass(r, r.reference, p, "a", 0).entry["report"]
+    assert rep["widths"] == {"stem": [8, 6], "conv": [8, 6]}
+
+
 @pytest.mark.parametrize("config, message", [
     ({"importance": "l3"}, "importance"),
     ({"sparsity": 0, "heads": 0}, "remove nothing"),
