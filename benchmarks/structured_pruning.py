@@ -2,19 +2,22 @@
 
 Three workloads, each pruned by ``prune.structured`` (Torch-Pruning's dependency graph), fine-tuned,
 exported to ONNX and timed side by side with its unpruned model on onnxruntime:cpu, 1 thread,
-interleaved rounds, medians of p50 (``compressor.measure.compare.interleaved_p50``):
+interleaved rounds, medians of p50 (``compressor.measure.compare.interleaved_rounds``):
 
 - ``resnet``: a ResNet-18-style network trained here on the 5,000 MNIST digits
-  (``benchmarks/digits_resnet.py``), 50% of every channel group removed (``round_to: 8``).
+  (``benchmarks/digits_resnet.py``), 50% of every channel group removed (``round_to: 8``); the dense
+  model gets the same fine-tuning epochs as the pruned one.
 - ``mobilenet``: the ImageNet MobileNetV2 of ``samples/mobilenet_transfer`` transferred to the digits,
-  then pruned through all its blocks, residual ones included.
+  then pruned through all its blocks, residual ones included (``round_to: 16``); the dense model gets the
+  same fine-tuning (``train.finetune`` on all layers, same epochs and lr) as the pruned one.
 - ``minilm``: all-MiniLM-L6-v2 (``samples/minilm``) with half of its MLP width and a third of its
-  attention heads removed, distilled from the unpruned model (cosine loss) on sentences from the Python
-  standard library's docstrings (text disjoint from the sample's 240 evaluation sentences), then
-  dynamic int8 on top; judged by cosine to the original embeddings and topic accuracy, timed at 8 x 128.
+  attention heads removed and distilled from the unpruned model in one ``distill.kd`` step
+  (``benchmarks/structured_minilm.py``), then dynamic int8 on top; judged by cosine to the original
+  embeddings on held-out sentences and by topic accuracy, timed at 8 x 128 tokens.
 
-Trained weights and pass results stay in a cache folder (``--cache``, default a folder under the
-system temp dir), so a second run only measures.
+Ratios are the median of the per-round ratios to the dense model, with their range over the rounds.
+Trained weights and pass results stay in a cache folder (``--cache``, default ``.cache/structured-pruning``
+in the repository, git-ignored), so a second run only measures.
 
     python -m benchmarks.structured_pruning [--workloads resnet,mobilenet,minilm] [--rounds 7]
 """
@@ -36,7 +39,11 @@ def run_variants(raw: dict[str, Any], base: Path, out: Path, cache: Path) -> dic
     from compressor.run import run_pipeline
     from compressor.run.pipeline import parse_pipeline
 
-    results = run_pipeline(parse_pipeline(raw, base), out, cache_dir=cache, benchmark=False)
+    def progress(kind: str, **info: Any) -> None:
+        if kind in ("pass_progress", "variant_done"):
+            print(f"  {info.get('variant')}: {info.get('message') or 'done'}", flush=True)
+
+    results = run_pipeline(parse_pipeline(raw, base), out, cache_dir=cache, benchmark=False, on_event=progress)
     failed = {v["name"]: v["error"] for v in results["variants"] if v["status"] != "ok"}
     if failed:
         raise SystemExit(f"variants failed: {failed}")
@@ -76,7 +83,9 @@ def resnet(args: argparse.Namespace) -> list[list[Any]]:
     raw = {"name": "digits-resnet18", "model": {"factory": FACTORY, "weights": str(weights)},
            "data": {"source": "mnist", "calibration": {"split": "train", "limit": 64}}, "metric": "accuracy",
            "budget": {"max_drop": 0.01}, "targets": ["onnxruntime:cpu"],
-           "variants": {"dense": ["convert.onnx"], "pruned": [{"prune.structured": prune}, "convert.onnx"]}}
+           "variants": {"dense": [{"train.finetune": {"epochs": args.finetune_epochs, "lr": 1e-3, "freeze": []}},
+                                  "convert.onnx"],  # the same fine-tuning as the pruned model
+                        "pruned": [{"prune.structured": prune}, "convert.onnx"]}}
     out = args.out / "resnet"
     variants = run_variants(raw, ROOT, out, args.cache / "compressor")
     variants["dense"]["ledger"] = variants["pruned"]["ledger"]  # its cost is the prune step's "before"
@@ -93,9 +102,11 @@ def mobilenet(args: argparse.Namespace) -> list[list[Any]]:
     folder = ROOT / "samples" / "mobilenet_transfer"
     raw = yaml.safe_load((folder / "pipeline.yaml").read_text())
     transfer = raw["variants"]["transfer"][0]
-    prune = {"sparsity": args.mobilenet_sparsity, "round_to": 8, "finetune_epochs": args.finetune_epochs,
-             "lr": 5e-4}
-    raw["variants"] = {"dense": [transfer, "convert.onnx"],
+    prune = {"sparsity": args.mobilenet_sparsity, "round_to": args.mobilenet_round_to,
+             "finetune_epochs": args.finetune_epochs, "lr": 5e-4}
+    # the dense model gets the fine-tuning the pruned one gets (all layers, same epochs and lr): a fair comparison
+    finetune = {"train.finetune": {"epochs": args.finetune_epochs, "lr": 5e-4, "freeze": []}}
+    raw["variants"] = {"dense": [transfer, finetune, "convert.onnx"],
                        "pruned": [transfer, {"prune.structured": prune}, "convert.onnx"]}
     out = args.out / "mobilenet"
     variants = run_variants(raw, folder, out, args.cache / "compressor")
@@ -112,7 +123,8 @@ def main() -> None:
     parser.add_argument("--workloads", default="resnet,mobilenet,minilm")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--finetune-epochs", type=int, default=2)
-    parser.add_argument("--mobilenet-sparsity", type=float, default=0.25)
+    parser.add_argument("--mobilenet-sparsity", type=float, default=0.3)
+    parser.add_argument("--mobilenet-round-to", type=int, default=16)
     parser.add_argument("--distill-epochs", type=int, default=3)
     parser.add_argument("--distill-sentences", type=int, default=6000)
     parser.add_argument("--distill-lr", type=float, default=1e-4)

@@ -64,6 +64,14 @@ def attention_heads(module: Any) -> dict[Any, tuple[Any, ...]]:
     return found
 
 
+def packed_attention_groups(module: Any) -> dict[Any, int]:
+    """nn.MultiheadAttention modules -> their head count: Torch-Pruning then cuts the same positions from
+    every head (its embedding width shrinks by a multiple of the heads), so head_dim stays whole."""
+    from torch import nn
+
+    return {m: m.num_heads for m in module.modules() if isinstance(m, nn.MultiheadAttention)}
+
+
 def _head_count(attention: Any) -> int:
     return next(getattr(attention, a) for a in HEAD_COUNT_NAMES if isinstance(getattr(attention, a, None), int))
 
@@ -179,6 +187,7 @@ class ChannelPruner:
                 module, sample, importance=_importance(settings), global_pruning=settings.scope == "global",
                 pruning_ratio=settings.ratio, iterative_steps=settings.steps, ignored_layers=keep,
                 round_to=settings.round_to, num_heads=num_heads, prune_num_heads=settings.heads > 0,
+                out_channel_groups=packed_attention_groups(module),
                 prune_head_dims=False, head_pruning_ratio=settings.heads, root_module_types=list(_layer_types()))
         except Exception as exc:
             raise PassError(f"{settings.who} cannot plan the pruning ({first_line(exc, 200)}); ignore the layer it names "
