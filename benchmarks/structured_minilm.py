@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parent.parent
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
 TRAIN_TOKENS = 64  # sequence length the distillation trains at (evaluation: the sentences' own, up to 128)
 HELD_OUT = 0.08  # share of the distillation sentences held out for the cosine
@@ -87,7 +88,7 @@ def distill_step(args: Any) -> dict[str, Any]:
 
 def run_distillation(args: Any, data: Path) -> tuple[Path, dict[str, Any]]:
     """Run the pipeline (cached); return the student's .pt2 and the variant's results."""
-    from benchmarks.structured_pruning import ROOT, run_variants
+    from benchmarks.suite import run_variants
 
     raw = {"name": "minilm-prune-distill", "model": {"factory": "samples.minilm.model:MiniLMEmbedder"},
            "data": {"npz": str(data), "test_fraction": HELD_OUT, "calibration": {"split": "train", "limit": 64},

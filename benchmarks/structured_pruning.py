@@ -34,22 +34,6 @@ HEAD = ["workload", "model", "params", "MACs", "metric", "p50 b1 ms", "p50 b32 m
         "b32 vs dense (range)"]
 
 
-def run_variants(raw: dict[str, Any], base: Path, out: Path, cache: Path) -> dict[str, dict[str, Any]]:
-    """Run a pipeline mapping (no benchmarks); return its variants by name, failing loudly."""
-    from compressor.run import run_pipeline
-    from compressor.run.pipeline import parse_pipeline
-
-    def progress(kind: str, **info: Any) -> None:
-        if kind in ("pass_progress", "variant_done"):
-            print(f"  {info.get('variant')}: {info.get('message') or 'done'}", flush=True)
-
-    results = run_pipeline(parse_pipeline(raw, base), out, cache_dir=cache, benchmark=False, on_event=progress)
-    failed = {v["name"]: v["error"] for v in results["variants"] if v["status"] != "ok"}
-    if failed:
-        raise SystemExit(f"variants failed: {failed}")
-    return {v["name"]: v for v in results["variants"]}
-
-
 def cost_of(variant: dict[str, Any], dense: bool) -> tuple[Any, Any]:
     """(params, MACs) from the prune step's ledger entry: before for the dense model, after for the pruned."""
     rep = next(e["report"] for e in variant["ledger"] if e["pass"] == "prune.structured")
@@ -75,6 +59,7 @@ def image_rows(name: str, variants: dict[str, dict[str, Any]], out: Path, data: 
 def resnet(args: argparse.Namespace) -> list[list[Any]]:
     """ResNet-18-style on MNIST digits: 50% of every channel group, fine-tuned."""
     from benchmarks.digits_resnet import FACTORY, ensure_weights
+    from benchmarks.suite import run_variants
     from compressor.data import load_bundle
     from compressor.run.pipeline import DataSpec
 
@@ -95,6 +80,8 @@ def resnet(args: argparse.Namespace) -> list[list[Any]]:
 def mobilenet(args: argparse.Namespace) -> list[list[Any]]:
     """The sample's ImageNet MobileNetV2 transferred to digits, pruned through every block."""
     import yaml
+
+    from benchmarks.suite import run_variants
 
     from compressor.data import load_bundle
     from compressor.run.pipeline import DataSpec

@@ -1,6 +1,7 @@
 """Helpers the benchmark suites share: an ORT session with the toolchain's options, markdown tables, side-by-side p50."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -52,3 +53,19 @@ def onnx_p50(paths: dict[str, Any], feeds: dict[int, dict[str, Any]], rounds: in
         runs = {n: (lambda s=s: s.run(None, feed)) for n, s in sessions.items()}
         out[batch] = interleaved_p50(runs, rounds=rounds)
     return out
+
+
+def run_variants(raw: dict[str, Any], base: Path, out: Path, cache: Path) -> dict[str, dict[str, Any]]:
+    """Run a pipeline mapping (no benchmarks); return its variants by name, failing loudly."""
+    from compressor.run import run_pipeline
+    from compressor.run.pipeline import parse_pipeline
+
+    def progress(kind: str, **info: Any) -> None:
+        if kind in ("pass_progress", "variant_done"):
+            print(f"  {info.get('variant')}: {info.get('message') or 'done'}", flush=True)
+
+    results = run_pipeline(parse_pipeline(raw, base), out, cache_dir=cache, benchmark=False, on_event=progress)
+    failed = {v["name"]: v["error"] for v in results["variants"] if v["status"] != "ok"}
+    if failed:
+        raise SystemExit(f"variants failed: {failed}")
+    return {v["name"]: v for v in results["variants"]}
