@@ -90,7 +90,7 @@ def mobilenet(args: argparse.Namespace) -> list[list[Any]]:
     raw = yaml.safe_load((folder / "pipeline.yaml").read_text())
     transfer = raw["variants"]["transfer"][0]
     prune = {"sparsity": args.mobilenet_sparsity, "round_to": args.mobilenet_round_to,
-             "finetune_epochs": args.finetune_epochs, "lr": 5e-4}
+             "importance": args.mobilenet_importance, "finetune_epochs": args.finetune_epochs, "lr": 5e-4}
     # the dense model gets the fine-tuning the pruned one gets (all layers, same epochs and lr): a fair comparison
     finetune = {"train.finetune": {"epochs": args.finetune_epochs, "lr": 5e-4, "freeze": []}}
     raw["variants"] = {"dense": [transfer, finetune, "convert.onnx"],
@@ -112,6 +112,7 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--mobilenet-sparsity", type=float, default=0.3)
     parser.add_argument("--mobilenet-round-to", type=int, default=16)
+    parser.add_argument("--mobilenet-importance", default="l1", choices=["l1", "l2", "taylor", "hessian"])
     parser.add_argument("--distill-epochs", type=int, default=3)
     parser.add_argument("--distill-sentences", type=int, default=6000)
     parser.add_argument("--distill-lr", type=float, default=1e-4)
