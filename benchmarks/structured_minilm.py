@@ -1,100 +1,127 @@
 """The MiniLM workload of ``benchmarks.structured_pruning``: heads and MLP width pruned, then distilled.
 
-all-MiniLM-L6-v2 loses half of each MLP's hidden width and a third of its attention heads (the
-hidden width, which reaches the embedding, stays) on Torch-Pruning, as ``distill.kd`` builds a
-pruned copy of the teacher (``compressor.passes.distill._torch.pruned_copy``'s engine). It is then
-distilled from the unpruned model with the cosine loss of ``distill.kd``'s ``loss: cosine`` on
-sentences from the docstrings of the Python standard library (read with ``ast``, nothing imported):
-text disjoint from the sample's 240 evaluation sentences. The teacher's embeddings are computed once
-and batches hold sentences of similar length (two CPU cores: the loop is this file's, the loss the
-pass's). Judged by cosine to the original embeddings and topic accuracy on the 240 sentences; timed
-in ONNX at batch 1 and 8 x 128 tokens beside the original, fp32 and with dynamic int8 on top.
+all-MiniLM-L6-v2 (``samples/minilm``) goes through one pipeline step, ``distill.kd`` with ``width: 0.5``
+and ``heads: 1/3``: the model declares no width kwargs, so the student is a pruned copy of the teacher
+(Torch-Pruning, as ``prune.structured``): half of every MLP's hidden width and a third of the attention
+heads of every layer removed (the residual width, which is the embedding, stays), channels and heads
+ranked by ``importance: hessian`` (how far removing one moves the embeddings, from a few batches).
+It is then distilled from the unpruned model: 1 - cosine of the embeddings plus the MSE of every
+layer's hidden states (``features``), on sentences of 6-40 words from the CPython documentation corpus
+(``samples/tiny_lm/corpus.py``) and the sample's 240 topic sentences, at most 64 tokens, batched by
+length (``trim_padding``). A seeded share of those sentences is held out (the pipeline's test split).
+
+Judged on the held-out sentences at their full length (up to 128 tokens): cosine to the original
+embeddings; and by the topic accuracy of ``samples/minilm`` on its 240 sentences. Timed in ONNX at
+batch 1 and 8 x 128 tokens beside the original, fp32 and with dynamic int8 (``quantize.onnx.dynamic``'s
+settings) on top. The step's result stays in the pipeline cache (``--cache``), so a second run only
+measures.
 """
 from __future__ import annotations
 
-import ast
 import re
-import sysconfig
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parent.parent
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
-BATCH = 16  # sentences per distillation step
+TRAIN_TOKENS = 64  # sequence length the distillation trains at (evaluation: the sentences' own, up to 128)
+HELD_OUT = 0.08  # share of the distillation sentences held out for the cosine
+LAYERS = 6
 
 
-def docstring_sentences(limit: int, seed: int = 0) -> list[str]:
-    """Plain English sentences (6-40 words) from the standard library's docstrings, deduplicated, seeded sample."""
+@lru_cache(maxsize=4)
+def corpus_sentences(limit: int, seed: int = 0) -> tuple[str, ...]:
+    """Plain English sentences (6-40 words) of the CPython documentation corpus, deduplicated, a seeded sample."""
+    from samples.tiny_lm.corpus import documents
+
     found: set[str] = set()
-    for path in sorted(Path(sysconfig.get_paths()["stdlib"]).rglob("*.py")):
-        if "test" in path.parts or "site-packages" in path.parts:
-            continue
-        try:
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-        except (SyntaxError, UnicodeDecodeError, ValueError):
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                doc = ast.get_docstring(node) or ""
-                for s in SENTENCE.split(" ".join(doc.split())):
-                    words = s.split()
-                    if 6 <= len(words) <= 40 and sum(w.isalpha() for w in words) >= 0.7 * len(words):
-                        found.add(s)
+    for doc in documents():
+        for s in SENTENCE.split(" ".join(doc.split())):
+            words = s.split()
+            if 6 <= len(words) <= 40 and sum(w.isalpha() for w in words) >= 0.7 * len(words):
+                found.add(s)
     ordered = sorted(found)
     rng = np.random.default_rng(seed)
-    return [ordered[i] for i in rng.permutation(len(ordered))[:limit]]
+    return tuple(ordered[i] for i in rng.permutation(len(ordered))[:limit])
 
 
-def _embed(model: Any, enc: dict[str, np.ndarray], batch: int = 64) -> Any:
-    import torch
+def distillation_texts(limit: int) -> list[str]:
+    """The distillation sentences: ``limit`` from the corpus, then the sample's 240 topic sentences."""
+    from samples.minilm.data import sentences
 
-    outs = []
-    with torch.no_grad():
-        for i in range(0, len(enc["input_ids"]), batch):
-            ids, mask = (torch.from_numpy(enc[k][i:i + batch]) for k in ("input_ids", "attention_mask"))
-            width = int(mask.sum(1).max())
-            outs.append(model(ids[:, :width], mask[:, :width]))
-    return torch.cat(outs)
+    return list(corpus_sentences(limit)) + sentences()[1]
 
 
-def distill_cosine(teacher: Any, student: Any, texts: list[str], epochs: int, lr: float, seed: int = 0) -> list[float]:
-    """Train ``student`` toward ``teacher``'s embeddings of ``texts`` (1 - cosine); the mean loss per epoch."""
-    import torch
+def held_out(texts: list[str]) -> list[str]:
+    """The sentences of the pipeline's test split (``compressor.data``'s seeded split, no labels)."""
+    from compressor.data import split_indices
 
-    from compressor.passes._torch_fit import pinned_threads, training_threads
-    from compressor.passes.distill._torch import match_loss
+    _, test = split_indices(len(texts), None, HELD_OUT, 0)
+    return [texts[i] for i in sorted(test)]
+
+
+def write_data(texts: list[str], path: Path) -> Path:
+    """The sentences tokenized at ``TRAIN_TOKENS`` as the pipeline's .npz (written once, atomically)."""
+    from compressor.cache import atomic_write_bytes
     from samples.minilm.data import encode
 
-    enc = encode(texts, max_length=64)
-    order = np.argsort(enc["attention_mask"].sum(1), kind="stable")  # similar lengths share a batch
-    enc = {k: v[order] for k, v in enc.items()}
-    with pinned_threads(training_threads()):
-        target = _embed(teacher, enc)
-        torch.manual_seed(seed)
-        rng = np.random.default_rng(seed)
-        optimizer = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.0)
-        batches = [np.arange(i, min(i + BATCH, len(order))) for i in range(0, len(order), BATCH)]
-        steps, step, history = epochs * len(batches), 0, []
-        student.train()
-        for _ in range(epochs):
-            losses = []
-            for b in rng.permutation(len(batches)):
-                idx = batches[b]
-                ids, mask = (torch.from_numpy(enc[k][idx]) for k in ("input_ids", "attention_mask"))
-                width = int(mask.sum(1).max())
-                for group in optimizer.param_groups:  # linear decay to 10%
-                    group["lr"] = lr * (1.0 - 0.9 * step / steps)
-                loss = match_loss(student(ids[:, :width], mask[:, :width]), target[idx], "cosine")
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                step += 1
-                losses.append(float(loss.detach()))
-            history.append(float(np.mean(losses)))
-            print(f"  distill epoch {len(history)}/{epochs}: 1 - cosine {history[-1]:.4f}", flush=True)
-    student.eval()
-    return history
+    if not path.exists():
+        import io
+
+        enc = encode(texts, max_length=TRAIN_TOKENS)
+        buf = io.BytesIO()
+        np.savez(buf, **{"x.input_ids": enc["input_ids"], "x.attention_mask": enc["attention_mask"]})
+        atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def distill_step(args: Any) -> dict[str, Any]:
+    """The pipeline step's settings (one place, so the README and the cache key agree)."""
+    return {"width": 0.5, "heads": 1 / 3, "importance": "hessian", "loss": "cosine",
+            "features": [[f"encoder.encoder.layer.{i}"] * 2 for i in range(LAYERS)],
+            "feature_weight": args.feature_weight, "epochs": args.distill_epochs, "lr": args.distill_lr,
+            "batch_size": 32, "trim_padding": True}
+
+
+def run_distillation(args: Any, data: Path) -> tuple[Path, dict[str, Any]]:
+    """Run the pipeline (cached); return the student's .pt2 and the variant's results."""
+    from benchmarks.suite import run_variants
+
+    raw = {"name": "minilm-prune-distill", "model": {"factory": "samples.minilm.model:MiniLMEmbedder"},
+           "data": {"npz": str(data), "test_fraction": HELD_OUT, "calibration": {"split": "train", "limit": 64},
+                    "evaluation": {"split": "test"}, "training": {"split": "train"}},
+           "metric": "cosine", "budget": {"max_drop": 0.03}, "targets": ["onnxruntime:cpu"],
+           "variants": {"distilled": [{"distill.kd": distill_step(args)}]}}
+    out = args.out / "minilm"
+    variant = run_variants(raw, ROOT, out, args.cache / "compressor")["distilled"]
+    return out / variant["artifact"]["path"], variant
+
+
+def pruned_shape(sample: tuple[Any, ...]) -> tuple[Any, Any]:
+    """A MiniLM pruned to the student's shapes (which channels go does not change the shapes): (module, pruner)."""
+    from compressor.passes._torch_channels import ChannelSettings, prune_channels
+    from samples.minilm.model import MiniLMEmbedder
+
+    module = MiniLMEmbedder().eval()
+    pruner, _ = prune_channels(module, sample, ChannelSettings(ratio=0.5, heads=1 / 3, who="minilm"))
+    return module, pruner
+
+
+def load_student(program: Path, sample: tuple[Any, ...]) -> tuple[Any, Any]:
+    """The distilled weights of the step's .pt2 in an nn.Module of its shapes, for an ONNX export with a
+    dynamic sequence length (the .pt2 was captured at the training length)."""
+    import torch
+
+    module, pruner = pruned_shape(sample)
+    state = dict(torch.export.load(str(program)).state_dict)
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    params = {n for n, _ in module.named_parameters()}
+    if set(missing) & params or unexpected:
+        raise SystemExit(f"the distilled program does not fit the pruned shapes: missing {missing}, extra {unexpected}")
+    return module.eval(), pruner
 
 
 def export(module: Any, path: Path, reuse: bool = False) -> Path:
@@ -129,77 +156,70 @@ def quantize(src: Path, dst: Path) -> Path:
     return dst
 
 
-def judge(paths: dict[str, Path]) -> dict[str, tuple[float, float, float]]:
-    """(mean cosine, min cosine to the original's embeddings, topic accuracy) on the 240 sentences."""
+def judge(paths: dict[str, Path], held: list[str]) -> dict[str, tuple[float, float, float]]:
+    """(mean cosine and min cosine to the original's embeddings of the held-out sentences at their full
+    length, topic accuracy on the sample's 240 sentences)."""
     from benchmarks.minilm_variants import embed
     from benchmarks.suite import ort_session
-    from samples.minilm.data import load
+    from samples.minilm.data import encode, load
     from samples.minilm.metrics import centroid_accuracy
 
-    data = load()
-    feed = {"input_ids": data["x.input_ids"], "attention_mask": data["x.attention_mask"]}
-    embs = {n: embed(ort_session(str(p)), feed) for n, p in paths.items()}
-    ref = embs["original"]
-    out = {}
-    for n, e in embs.items():
+    topics = load()
+    feed = {"input_ids": topics["x.input_ids"], "attention_mask": topics["x.attention_mask"]}
+    out: dict[str, Any] = {}
+    ref = None
+    for name, path in paths.items():
+        session = ort_session(str(path))
+        e = embed(session, encode(held, max_length=128))
+        ref = e if ref is None else ref
         cos = (e * ref).sum(1) / (np.linalg.norm(e, axis=1) * np.linalg.norm(ref, axis=1))
-        out[n] = (float(cos.mean()), float(cos.min()), centroid_accuracy(e, data["y"]))
+        out[name] = (float(cos.mean()), float(cos.min()), centroid_accuracy(embed(session, feed), topics["y"]))
     return out
 
 
 def minilm(args: Any) -> list[list[Any]]:
-    """Rows for the table: original, pruned, pruned + distilled (``--distill-epochs`` > 0), each fp32 and int8."""
+    """Rows for the table: original, pruned (not distilled), pruned + distilled, each fp32 and dynamic int8."""
     import torch
 
     from benchmarks.minilm_variants import latency_feed
     from compressor.frameworks._torch import params_and_macs
-    from compressor.passes._torch_channels import ChannelSettings, prune_channels
     from samples.minilm.model import MiniLMEmbedder
 
     folder = args.cache / "minilm"
     folder.mkdir(parents=True, exist_ok=True)
-    teacher = MiniLMEmbedder().eval()
+    texts = distillation_texts(args.distill_sentences)
+    data = write_data(texts, folder / f"distill-{args.distill_sentences}x{TRAIN_TOKENS}.npz")
     feed8 = latency_feed(8, 128)
     sample = tuple(torch.from_numpy(feed8[k][:2]) for k in ("input_ids", "attention_mask"))
-    student = MiniLMEmbedder().eval()
-    pruner, _ = prune_channels(student, sample, ChannelSettings(ratio=0.5, heads=1 / 3, who="minilm"))
+    teacher = MiniLMEmbedder().eval()
+    program, variant = run_distillation(args, data)
+    student, pruner = load_student(program, sample)
+    undistilled, _ = pruned_shape(sample)  # L1-ranked, no training: what is lost before distilling
     cost = {"original": params_and_macs(teacher, sample), "pruned": params_and_macs(student, sample)}
     paths = {"original": export(teacher, folder / "original.onnx", reuse=True),
-             "pruned": export(student, folder / "pruned.onnx", reuse=True)}  # pruning is deterministic
-    weights = folder / f"distilled-{args.distill_sentences}-{args.distill_epochs}-b{BATCH}.safetensors"
-    if not args.distill_epochs:  # measure the pruned model alone: params, MACs, latency, undistilled cosine
-        paths["pruned-int8"] = quantize(paths["pruned"], folder / "pruned-int8.onnx")
-        paths["original-int8"] = quantize(paths["original"], folder / "original-int8.onnx")
-        return _rows(paths, cost, pruner, feed8, args.rounds)
-    if weights.exists():
-        from safetensors.torch import load_file
-
-        student.load_state_dict(load_file(str(weights)))
-    else:
-        from safetensors.torch import save_file
-
-        distill_cosine(teacher, student, docstring_sentences(args.distill_sentences), args.distill_epochs, lr=2e-4)
-        save_file({k: v.contiguous() for k, v in student.state_dict().items()}, str(weights))
-    paths["distilled"] = export(student, folder / "distilled.onnx")
-    paths["distilled-int8"] = quantize(paths["distilled"], folder / "distilled-int8.onnx")
-    paths["original-int8"] = quantize(paths["original"], folder / "original-int8.onnx")
-    return _rows(paths, cost, pruner, feed8, args.rounds)
+             "pruned, not distilled": export(undistilled, folder / "pruned-l1.onnx", reuse=True),
+             "pruned + distilled": export(student, folder / "distilled.onnx")}
+    paths["original int8"] = quantize(paths["original"], folder / "original-int8.onnx")
+    paths["pruned + distilled int8"] = quantize(paths["pruned + distilled"], folder / "distilled-int8.onnx")
+    print(f"  distill.kd: loss per epoch {variant['ledger'][-1]['report']['loss']}, pipeline cosine "
+          f"{variant['metric']:.4f} (held-out, {TRAIN_TOKENS} tokens)", flush=True)
+    return _rows(paths, cost, pruner, feed8, args.rounds, held_out(texts))
 
 
 def _rows(paths: dict[str, Path], cost: dict[str, Any], pruner: Any, feed8: dict[str, np.ndarray],
-          rounds: int) -> list[list[Any]]:
-    from benchmarks.suite import onnx_p50
+          rounds: int, held: list[str]) -> list[list[Any]]:
+    from benchmarks.suite import onnx_rounds, ratio_cell
 
-    scores = judge(paths)
+    scores = judge(paths, held)
     feeds = {1: {k: v[:1] for k, v in feed8.items()}, 8: feed8}
-    lat = onnx_p50(paths, feeds, rounds)
+    lat = onnx_rounds(paths, feeds, rounds)
     heads = next(iter(pruner.heads().values()))
     rows = []
     for n in paths:
         c = cost["original" if n.startswith("original") else "pruned"]
         mean, low, acc = scores[n]
-        rows.append([f"MiniLM-L6 (heads {heads[0]}->{heads[1]}, MLP 1536->768)" if n != "original" else "MiniLM-L6",
-                     n, c["params"], c["macs"],
-                     f"cosine {mean:.4f} (min {low:.3f}), topic acc {acc:.3f}", lat[1][n], lat[8][n],
-                     lat[1][n] / lat[1]["original"], lat[8][n] / lat[8]["original"]])
+        label = "MiniLM-L6" if n.startswith("original") else f"MiniLM-L6, heads {heads[0]}->{heads[1]}, MLP 1536->768"
+        rows.append([label, n, c["params"], c["macs"], f"cosine {mean:.4f} (min {low:.3f}), topic acc {acc:.3f}",
+                     float(np.median(lat[1][n])), float(np.median(lat[8][n])),
+                     ratio_cell(lat[1][n], lat[1]["original"]), ratio_cell(lat[8][n], lat[8]["original"])])
     return rows

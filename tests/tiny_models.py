@@ -141,3 +141,22 @@ class BlockMLP(nn.Module):
         for block in self.layers:
             x = block(x)
         return self.head(x)
+
+
+class TinyEncoder(nn.Module):
+    """A two-layer BERT (seeded random weights, 4 heads of 8) pooled to a unit-length embedding, as MiniLM."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from transformers import BertConfig, BertModel
+
+        torch.manual_seed(0)
+        config = BertConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                            intermediate_size=64, max_position_embeddings=16)
+        self.bert = BertModel(config, add_pooling_layer=False).eval()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return nn.functional.normalize(pooled, dim=1)

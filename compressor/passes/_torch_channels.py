@@ -18,7 +18,8 @@ from typing import Any
 
 from compressor.errors import PassError, first_line
 
-IMPORTANCES = ("l1", "l2", "taylor")
+IMPORTANCES = ("l1", "l2", "taylor", "hessian")
+GRADIENT_IMPORTANCES = ("taylor", "hessian")  # the ones that read gradients (``grads`` in ChannelPruner.step)
 SCOPES = ("layer", "global")
 # attribute names of Hugging Face style attention modules: separate q/k/v Linear layers, a head count
 QKV_NAMES = (("query", "key", "value"), ("q_proj", "k_proj", "v_proj"), ("q", "k", "v"))
@@ -63,6 +64,14 @@ def attention_heads(module: Any) -> dict[Any, tuple[Any, ...]]:
     return found
 
 
+def packed_attention_groups(module: Any) -> dict[Any, int]:
+    """nn.MultiheadAttention modules -> their head count: Torch-Pruning then cuts the same positions from
+    every head (its embedding width shrinks by a multiple of the heads), so head_dim stays whole."""
+    from torch import nn
+
+    return {m: m.num_heads for m in module.modules() if isinstance(m, nn.MultiheadAttention)}
+
+
 def _head_count(attention: Any) -> int:
     return next(getattr(attention, a) for a in HEAD_COUNT_NAMES if isinstance(getattr(attention, a, None), int))
 
@@ -93,6 +102,8 @@ def _importance(settings: ChannelSettings) -> Any:
 
     if settings.importance == "taylor":
         return tp.importance.GroupTaylorImportance()
+    if settings.importance == "hessian":  # reads the curvature output_curvature() leaves in .grad
+        return tp.importance.GroupHessianImportance()
     return tp.importance.GroupMagnitudeImportance(p=1 if settings.importance == "l1" else 2)
 
 
@@ -176,6 +187,7 @@ class ChannelPruner:
                 module, sample, importance=_importance(settings), global_pruning=settings.scope == "global",
                 pruning_ratio=settings.ratio, iterative_steps=settings.steps, ignored_layers=keep,
                 round_to=settings.round_to, num_heads=num_heads, prune_num_heads=settings.heads > 0,
+                out_channel_groups=packed_attention_groups(module),
                 prune_head_dims=False, head_pruning_ratio=settings.heads, root_module_types=list(_layer_types()))
         except Exception as exc:
             raise PassError(f"{settings.who} cannot plan the pruning ({first_line(exc, 200)}); ignore the layer it names "
@@ -199,9 +211,10 @@ class ChannelPruner:
         """
         from compressor.frameworks._torch import params_and_macs
 
-        if self.settings.importance == "taylor":
+        if self.settings.importance in GRADIENT_IMPORTANCES:
             if grads is None:
-                raise PassError(f"{self.settings.who} importance: taylor needs gradients from training data.")
+                raise PassError(f"{self.settings.who} importance: {self.settings.importance} needs gradients from "
+                                f"training data.")
             self.module.zero_grad()
             grads(self.module)
         records = []
@@ -262,6 +275,34 @@ class ChannelPruner:
             if before is not None and before != now:
                 out[self.names[attention]] = [int(before), int(now)]
         return out
+
+
+def output_curvature(batches: list[tuple[Any, ...]], seed: int = 0) -> Callable[[Any], None]:
+    """A ``grads`` function for ``importance: hessian``: each parameter's ``.grad`` becomes the mean over
+    ``batches`` of its squared gradient of ``sum(outputs * noise)``, with fresh standard normal noise.
+
+    The squared gradient of a random projection of the outputs estimates, without labels, the diagonal of
+    the Gauss-Newton matrix J^T J; Torch-Pruning's GroupHessianImportance scores a channel by
+    sum(w^2 * that) (Optimal Brain Damage): how far removing it moves the outputs. Embedding models,
+    whose outputs have no labels to take a cross entropy against, rank their channels this way.
+    """
+    def accumulate(module: Any) -> None:
+        import torch
+
+        gen = torch.Generator().manual_seed(seed)
+        sums: dict[Any, Any] = {}
+        module.eval()
+        for inputs in batches:
+            module.zero_grad()
+            out = module(*inputs)
+            (out * torch.randn(out.shape, generator=gen, dtype=out.dtype)).sum().backward()
+            for p in module.parameters():
+                if p.grad is not None:
+                    sums[p] = sums.get(p, 0) + p.grad.detach() ** 2
+        for p in module.parameters():
+            p.grad = sums[p] / len(batches) if p in sums else None
+
+    return accumulate
 
 
 def prune_channels(module: Any, sample: tuple[Any, ...], settings: ChannelSettings,

@@ -46,6 +46,7 @@ def fit(
     parameters: Any = None,
     keep_eval: Any = (),
     workers: int = 1,
+    plan: Callable[[Any], list[Any]] | None = None,
 ) -> list[float]:
     """Train ``module`` in place with Adam, on ``training_threads()`` threads; return the mean loss of each epoch.
 
@@ -53,13 +54,15 @@ def fit(
     ``after_step(step, total_steps)`` runs after every optimizer step (pruning re-applies masks).
     ``keep_eval`` modules stay in eval mode while the rest trains (frozen BatchNorm keeps its statistics).
     ``workers`` > 1 trains data-parallel through Ray Train (``_torch_ddp``), each global batch shared out.
+    ``plan(rng)`` orders an epoch's samples into batches (index arrays); default a seeded shuffle.
     """
     from compressor.errors import DataError
 
     if split.labels is None and loss_fn is None:
         raise DataError("training needs labels, but the training split has none; add 'y' to the data.")
     settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "loss_fn": loss_fn,
-                "after_step": after_step, "parameters": parameters, "keep_eval": keep_eval}
+                "after_step": after_step, "parameters": parameters, "keep_eval": keep_eval,
+                "plan": plan}
     if workers > 1:
         from compressor.passes._torch_ddp import fit_distributed
 

@@ -35,9 +35,14 @@ def train_epochs(wrapped: Any, module: Any, split: Split, signature: Any, *, epo
                  batch_size: int, seed: int, loss_fn: Callable[[Any, Any, list[Any]], Any] | None,
                  after_step: Callable[[int, int], None] | None, parameters: Any, keep_eval: Any,
                  say: Callable[[str], None] | None = None, shard: tuple[int, int] = (0, 1),
-                 reduce: Callable[[float], float] | None = None) -> list[float]:
+                 reduce: Callable[[float], float] | None = None,
+                 plan: Callable[[Any], list[np.ndarray]] | None = None) -> list[float]:
     """The loop: ``wrapped`` (``module``, or its DistributedDataParallel) trained on this worker's
-    ``shard`` = (rank, world) of every batch; each epoch's loss is ``reduce``d over the workers."""
+    ``shard`` = (rank, world) of every batch; each epoch's loss is ``reduce``d over the workers.
+
+    ``plan(rng)`` gives an epoch's batches as arrays of sample indices (default: a seeded shuffle cut
+    into ``batch_size`` pieces); e.g. sequences of similar length batched together.
+    """
     import torch
     import torch.nn.functional as F
 
@@ -46,17 +51,16 @@ def train_epochs(wrapped: Any, module: Any, split: Split, signature: Any, *, epo
     params = [p for p in (parameters if parameters is not None else module.parameters()) if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
     loss_fn = loss_fn or (lambda out, y, _x: F.cross_entropy(out, y))
-    steps_per_epoch = (len(split) + batch_size - 1) // batch_size
+    plan = plan or (lambda gen: np.array_split(gen.permutation(len(split)), range(batch_size, len(split), batch_size)))
+    steps_per_epoch = len(plan(np.random.default_rng(seed)))
     total, step, history = steps_per_epoch * epochs, 0, []
     rank, world = shard
     wrapped.train()
     for frozen in keep_eval:
         frozen.eval()
     for epoch in range(epochs):
-        order = rng.permutation(len(split))
         losses = []
-        for start in range(0, len(split), batch_size):
-            batch = order[start:start + batch_size]
+        for batch in plan(rng):
             idx = batch[rank::world] if world > 1 else batch
             if len(idx) == 0:  # a last batch smaller than the workers: every worker must still take a step
                 idx = batch[:1]

@@ -161,6 +161,16 @@ def test_attention_block_prunes_mlp_width_and_keeps_attention_consistent() -> No
     assert model.attn.embed_dim % model.attn.num_heads == 0 and model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
 
 
+def test_packed_attention_loses_the_same_positions_of_every_head() -> None:
+    """nn.MultiheadAttention: its width shrinks by a multiple of its heads at any ratio; the heads stay."""
+    torch.manual_seed(0)
+    model = AttentionBlock().eval()
+    prune_channels(model, (torch.rand(2, 1, 8, 8),), ChannelSettings(ratio=0.4))  # 6.4 of 16, not a multiple of 4
+    attn = model.attn
+    assert attn.num_heads == 4 and attn.embed_dim == 8 and attn.head_dim == 2  # 2 positions of each head
+    assert model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
+
+
 def test_hf_attention_heads_and_mlp_width_go_hidden_width_stays() -> None:
     model = _tiny_bert()
     ids, mask = torch.randint(1, 40, (2, 7)), torch.ones(2, 7, dtype=torch.long)
@@ -240,6 +250,17 @@ def test_taylor_importance_reads_gradients(tmp_path, bn_weights) -> None:
     assert p.reads() == ("training",)
     rep = apply_pass(r, r.reference, p, "a", 0).entry["report"]
     assert rep["widths"] == {"conv1": [8, 6], "conv2": [16, 12]}
+
+
+def test_hessian_importance_needs_no_labels(tmp_path) -> None:
+    x = np.random.default_rng(0).random((40, 1, 8, 8), dtype=np.float32)
+    np.savez(tmp_path / "nolabels.npz", x=x)
+    r = make_runner(tmp_path, None, "tests.tiny_models:TinyResidual", metric="cosine",
+                    data={"npz": str(tmp_path / "nolabels.npz"), "source": None, "calibration": {"split": "train", "limit": 8}})
+    p = build_pass("prune.structured", {"sparsity": 0.25, "importance": "hessian", "batch_size": 8})
+    assert p.reads() == ("training",)
+    rep = apply_pass(r, r.reference, p, "a", 0).entry["report"]
+    assert rep["widths"] == {"stem": [8, 6], "conv": [8, 6]}
 
 
 @pytest.mark.parametrize("config, message", [

@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, Any
 from compressor.artifact import Artifact
 from compressor.errors import PassError, first_line
 
+CURVATURE_BATCHES = 4  # training batches whose output curvature ranks the channels for importance: hessian
+MASK_INPUT = "attention_mask"  # the input whose zeros mark padding, for trim_padding
+
 if TYPE_CHECKING:
     from compressor.artifact import Signature
     from compressor.data import Split
@@ -60,37 +63,99 @@ def student_spec(artifact: Artifact, config: DistillConfig) -> tuple[str, dict[s
                             f"'{factory}' to declare width kwargs (a program has no layers to prune); distill before "
                             f"exporting, or give 'student'.")
         return factory, None
-    if config.heads:
-        raise PassError(f"distill.kd heads: {config.heads} applies to a pruned copy of the teacher, but factory "
-                        f"'{factory}' declares width kwargs (the student is built narrower instead); remove heads.")
+    copy_only = {k: v for k, v in (("heads", config.heads), ("importance", config.importance),
+                                   ("round_to", config.round_to)) if v not in (0.0, "l1", None)}
+    if copy_only:
+        shown = ", ".join(f"{k}: {v}" for k, v in copy_only.items())
+        raise PassError(f"distill.kd {shown} applies to a pruned copy of the teacher, but factory '{factory}' "
+                        f"declares width kwargs (the student is built narrower instead); remove {', '.join(copy_only)}.")
     return factory, scaled_kwargs(factory, kwargs, config.student_width)
 
 
-def pruned_copy(artifact: Artifact, config: DistillConfig) -> tuple[Any, Any]:
+def pruned_copy(artifact: Artifact, config: DistillConfig, split: Split | None = None) -> tuple[Any, Any]:
     """A copy of the teacher with ``1 - width`` of each channel group and ``heads`` of its heads removed.
 
-    Returns (student module with the teacher's remaining weights, the pruner: widths, heads, skipped).
+    Channels are ranked by ``config.importance``; ``hessian`` reads a few batches of ``split`` (without
+    it, as in ``check``, L1 stands in: the pruned shapes are the same). Returns (student module with the
+    teacher's remaining weights, the pruner: widths, heads, skipped).
     """
     from compressor.frameworks._torch import sample_inputs
-    from compressor.passes._torch_channels import ChannelSettings, prune_channels
+    from compressor.passes._torch_channels import ChannelSettings, output_curvature, prune_channels
 
     student = load_teacher(artifact)
     for p in student.parameters():
         p.requires_grad_(True)
-    settings = ChannelSettings(ratio=1.0 - config.student_width, heads=config.heads, who="distill.kd width:")
-    pruner, _ = prune_channels(student, sample_inputs(artifact.signature, batch=2), settings)
+    importance = config.importance if split is not None else "l1"
+    grads = None
+    if importance == "hessian":
+        grads = output_curvature(calibration_batches(split, artifact.signature, config))
+    settings = ChannelSettings(ratio=1.0 - config.student_width, heads=config.heads, importance=importance,
+                               round_to=config.round_to, who="distill.kd width:")
+    pruner, _ = prune_channels(student, sample_inputs(artifact.signature, batch=2), settings, grads=grads)
     return student.eval(), pruner
 
 
-def build_student(artifact: Artifact, config: DistillConfig, seed: int) -> tuple[str, dict[str, Any] | None, Any]:
-    """Build the student with a seeded init, or as a pruned copy of the teacher (kwargs None)."""
+def calibration_batches(split: Split, signature: Signature, config: DistillConfig) -> list[tuple[Any, ...]]:
+    """The first ``CURVATURE_BATCHES`` training batches as tensors (padding trimmed with ``trim_padding``)."""
+    from compressor.passes._torch_fit import to_tensors
+
+    out = []
+    for start in range(0, min(len(split), CURVATURE_BATCHES * config.batch_size), config.batch_size):
+        inputs = to_tensors(signature, {k: v[start:start + config.batch_size] for k, v in split.inputs.items()})
+        out.append(tuple(trimmed(inputs, signature) if config.trim_padding else inputs))
+    return out
+
+
+def trimmed(inputs: list[Any], signature: Signature) -> list[Any]:
+    """Token inputs cut after the batch's longest sequence (the last position its ``attention_mask`` keeps)."""
+    mask = inputs[signature.input_names.index(MASK_INPUT)]
+    width = max(1, int(mask.sum(1).max()))
+    return [x[:, :width] if x.dim() >= 2 and x.shape[:2] == mask.shape else x for x in inputs]
+
+
+def length_plan(split: Split, signature: Signature, batch_size: int) -> Any:
+    """A batch plan (``fit``'s ``plan``) of sequences of similar length: sorted by their real length with
+    ties broken at random, cut into batches, the batches shuffled; each epoch seeded by the loop's rng."""
+    import numpy as np
+
+    from compressor.data import feeds_for
+
+    lengths = feeds_for(signature, split.inputs)[MASK_INPUT].sum(1)
+
+    def plan(rng: Any) -> list[Any]:
+        order = np.lexsort((rng.random(len(lengths)), lengths))
+        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    return plan
+
+
+def trimming(module: Any, signature: Signature) -> Any:
+    """``module`` behind a wrapper that cuts its token inputs after the batch's longest sequence (no time
+    spent on padding); the wrapper owns no parameters of its own."""
+    from torch import nn
+
+    class TrimmedPadding(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = module
+
+        def forward(self, *inputs: Any) -> Any:
+            return self.inner(*trimmed(list(inputs), signature))
+
+    return TrimmedPadding()
+
+
+def build_student(artifact: Artifact, config: DistillConfig, seed: int,
+                  split: Split | None = None) -> tuple[str, dict[str, Any] | None, Any]:
+    """Build the student with a seeded init, or as a pruned copy of the teacher (kwargs None) ranked on ``split``."""
     import torch
 
     from compressor.frameworks._torch import build_module
 
     factory, kwargs = student_spec(artifact, config)
     if kwargs is None:
-        return factory, None, pruned_copy(artifact, config)[0]
+        return factory, None, pruned_copy(artifact, config, split)[0]
     torch.manual_seed(seed)
     try:
         return factory, kwargs, build_module(factory, kwargs)
@@ -99,10 +164,14 @@ def build_student(artifact: Artifact, config: DistillConfig, seed: int) -> tuple
 
 
 def check_student(artifact: Artifact, config: DistillConfig, seed: int) -> None:
-    """The student's output must have the teacher's shape; feature layers must exist."""
+    """The student's output must have the teacher's shape; feature layers must exist; trim_padding needs a mask."""
     import torch
 
     from compressor.frameworks._torch import sample_inputs
+
+    if config.trim_padding and MASK_INPUT not in artifact.signature.input_names:
+        raise PassError(f"distill.kd trim_padding: true needs a model input named '{MASK_INPUT}' (its zeros mark "
+                        f"padding); this model's inputs are {artifact.signature.input_names}; remove trim_padding.")
 
     factory, kwargs, student = build_student(artifact, config, seed)
     args = sample_inputs(artifact.signature, batch=2)
@@ -153,7 +222,13 @@ def kd_loss(student_logits: Any, teacher_logits: Any, labels: Any, temperature: 
 
 
 class FeatureMatch:
-    """Forward hooks capturing paired layer outputs, and adapters mapping student features to the teacher's."""
+    """Forward hooks capturing paired layer outputs, and adapters mapping student features to the teacher's.
+
+    Conv outputs (4-d) go through a 1x1 conv, linear outputs (2-d) through a Linear; sequence features
+    (3-d: batch x tokens x width, e.g. a Transformer block's hidden states) are compared directly when
+    the widths match (a pruned copy keeps the teacher's residual width) and through a Linear otherwise.
+    A layer that returns a tuple (Hugging Face blocks) is matched on its first element.
+    """
 
     def __init__(self, teacher: Any, student: Any, pairs: list[tuple[str, str]], sample: list[Any]) -> None:
         import torch
@@ -174,13 +249,17 @@ class FeatureMatch:
                 self.adapters.append(nn.Conv2d(sf.shape[1], tf.shape[1], 1))
             elif tf.dim() == 2 and sf.dim() == 2:
                 self.adapters.append(nn.Linear(sf.shape[1], tf.shape[1]))
+            elif tf.dim() == 3 and sf.dim() == 3:
+                same = tf.shape[-1] == sf.shape[-1]
+                self.adapters.append(nn.Identity() if same else nn.Linear(sf.shape[-1], tf.shape[-1]))
             else:
                 raise PassError(f"distill.kd features: teacher '{t}' gives {list(tf.shape)} and student '{s}' gives "
-                                f"{list(sf.shape)}; pair two conv outputs (4-d) or two linear outputs (2-d).")
+                                f"{list(sf.shape)}; pair two conv outputs (4-d), two linear outputs (2-d) or two "
+                                f"sequence outputs (3-d).")
 
     def _keep(self, key: tuple[str, str]) -> Any:
         def hook(_m: Any, _i: Any, out: Any) -> None:
-            self.captured[key] = out
+            self.captured[key] = out[0] if isinstance(out, (tuple, list)) else out
         return hook
 
     def loss(self) -> Any:
@@ -212,7 +291,7 @@ def train_student(teacher: Any, student: Any, split: Split, signature: Signature
 
     def loss_fn(out: Any, labels: Any, inputs: list[Any]) -> Any:
         with torch.no_grad():
-            t_out = teacher(*inputs)
+            t_out = teacher(*(trimmed(inputs, signature) if config.trim_padding else inputs))
         if config.loss == "kl":
             loss = kd_loss(out, t_out, labels, config.temperature, config.alpha)
         else:
@@ -223,8 +302,10 @@ def train_student(teacher: Any, student: Any, split: Split, signature: Signature
 
     params = list(student.parameters()) + (list(match.adapters.parameters()) if match else [])
     try:
-        return fit(student, split, signature, epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
-                   seed=seed, loss_fn=loss_fn, parameters=params, say=say, workers=config.workers)
+        trained = trimming(student, signature) if config.trim_padding else student
+        return fit(trained, split, signature, epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
+                   seed=seed, loss_fn=loss_fn, parameters=params, say=say, workers=config.workers,
+                   plan=length_plan(split, signature, config.batch_size) if config.trim_padding else None)
     finally:
         if match is not None:
             match.close()
@@ -240,8 +321,8 @@ def distill(artifact: Artifact, config: DistillConfig, ctx: PassContext,
     from compressor.frameworks._torch import params_and_macs, sample_inputs, save_exported, save_module
 
     teacher = load_teacher(artifact)
-    factory, kwargs, student = build_student(artifact, config, ctx.seed)
     split = ctx.data.split("training", needed_by="distill.kd")
+    factory, kwargs, student = build_student(artifact, config, ctx.seed, split)
     sample = sample_inputs(artifact.signature, batch=2)
     teacher_cost = params_and_macs(teacher, sample) if artifact.format.value == "torch" else None
     history = train_student(teacher, student, split, artifact.signature, config, ctx.seed, ctx.say)
@@ -251,7 +332,8 @@ def distill(artifact: Artifact, config: DistillConfig, ctx: PassContext,
         path = save_exported(student, artifact.signature, out_dir / "model.pt2")
         source = teacher_factory(artifact)
         meta = {"source_factory": source[0], "source_kwargs": source[1]}
-        report: dict[str, Any] = {"student": "pruned copy of the teacher", "saved_as": "torch_export"}
+        report: dict[str, Any] = {"student": "pruned copy of the teacher", "saved_as": "torch_export",
+                                  "importance": config.importance}
     else:
         path = save_module(student, factory, kwargs, out_dir)
         report = {"student": factory, "student_kwargs": kwargs, "saved_as": "factory"}

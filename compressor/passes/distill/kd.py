@@ -12,7 +12,10 @@ trained on the training split with Hinton et al.'s loss (``loss: kl``)::
 
 or, for embedding models, ``loss: cosine`` (1 - cosine to the teacher's outputs) or ``loss: mse``;
 plus, optionally, ``feature_weight`` * MSE between teacher features and an adapter (1x1 conv or
-linear) of student features for each ``features`` pair ``[teacher_layer, student_layer]``.
+linear) of student features for each ``features`` pair ``[teacher_layer, student_layer]`` (a
+Transformer block's hidden states, batch x tokens x width, are compared directly when the widths
+match). A pruned copy ranks its channels by ``importance`` (``hessian``: label-free, how far removing
+a channel moves the outputs). ``trim_padding`` trains encoders on each batch's real length only.
 The output is a torch model folder (the student's factory, kwargs and trained weights), or a .pt2
 program for a pruned copy of the teacher.
 """
@@ -38,6 +41,14 @@ class DistillConfig(PassConfig):
     )
     heads: float = Field(0.0, ge=0.0, lt=1.0, description="with width and no width kwargs: fraction of the teacher's "
                                                           "attention heads the pruned student loses")
+    importance: Literal["l1", "l2", "hessian"] = Field(
+        "l1", description="with width and no width kwargs: how the pruned copy ranks channels and heads (hessian: "
+                          "how far removing one moves the outputs, from a few training batches; no labels needed)")
+    round_to: int | None = Field(None, ge=1, description="with width and no width kwargs: keep the pruned copy's "
+                                                         "channel counts a multiple of this (8, 16)")
+    trim_padding: bool = Field(False, description="batch sequences of similar length and cut token inputs after each "
+                                                  "batch's longest (its attention_mask): encoders train without "
+                                                  "computing the padding")
     loss: Literal["kl", "cosine", "mse"] = Field(
         "kl", description="kl: Hinton's soft targets (+ CE); cosine / mse: match the teacher's outputs (embeddings)")
     temperature: float = Field(4.0, gt=0.0, description="softmax temperature T of the soft targets")
@@ -58,7 +69,7 @@ class DistillConfig(PassConfig):
         if self.student_kwargs and self.student is None:
             raise ValueError("'student_kwargs' needs 'student'")
         self.only_with(("feature_weight",), bool(self.features), "features: [[teacher_layer, student_layer], ...]")
-        self.only_with(("heads",), self.student is None, "width is used (no 'student')")
+        self.only_with(("heads", "importance", "round_to"), self.student is None, "width is used (no 'student')")
         self.only_with(("temperature", "alpha"), self.loss == "kl", "loss: kl")
         return self
 
@@ -72,7 +83,7 @@ class DistillKd(Pass):
     """Train a student on the teacher's softened outputs and the labels."""
 
     name = "distill.kd"
-    version = 2
+    version = 3
     config_class = DistillConfig
     input_formats: ClassVar[frozenset[Format]] = frozenset({Format.TORCH, Format.TORCH_EXPORT})
     output_format = Format.TORCH

@@ -72,6 +72,25 @@ def taylor_grads(split: Any, signature: Any, batch_size: int, seed: int) -> Any:
     return accumulate
 
 
+def curvature_grads(split: Any, signature: Any, batch_size: int, seed: int) -> Any:
+    """``output_curvature`` on a few seeded training batches (importance: hessian; no labels needed)."""
+    import numpy as np
+
+    from compressor.passes._torch_channels import output_curvature
+    from compressor.passes._torch_fit import pinned_threads, to_tensors, training_threads
+
+    order = np.random.default_rng(seed).permutation(len(split))[:batch_size * TAYLOR_BATCHES]
+    batches = [tuple(to_tensors(signature, {k: v[order[i:i + batch_size]] for k, v in split.inputs.items()}))
+               for i in range(0, len(order), batch_size)]
+    curvature = output_curvature(batches, seed)
+
+    def accumulate(module: Any) -> None:
+        with pinned_threads(training_threads()):
+            curvature(module)
+
+    return accumulate
+
+
 def _finetune(module: Any, config: StructuredPruningConfig, ctx: PassContext, signature: Any,
               history: list[list[float]]) -> Any:
     from compressor.passes._torch_fit import fit
@@ -140,9 +159,10 @@ def structured_prune(artifact: Artifact, config: StructuredPruningConfig, ctx: P
     sample = sample_inputs(artifact.signature, batch=2)
     before = params_and_macs(module, sample)
     grads = None
-    if config.importance == "taylor":
-        split = ctx.data.split("training", needed_by="prune.structured importance: taylor")
-        grads = taylor_grads(split, artifact.signature, config.batch_size, ctx.seed)
+    if config.importance in ("taylor", "hessian"):
+        split = ctx.data.split("training", needed_by=f"prune.structured importance: {config.importance}")
+        maker = taylor_grads if config.importance == "taylor" else curvature_grads
+        grads = maker(split, artifact.signature, config.batch_size, ctx.seed)
     history: list[list[float]] = []
     pruner, groups = prune_channels(module, sample, settings_of(config),
                                     between=_finetune(module, config, ctx, artifact.signature, history), grads=grads)

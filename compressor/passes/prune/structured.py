@@ -25,9 +25,10 @@ class StructuredPruningConfig(PassConfig):
 
     sparsity: float = Field(0.5, ge=0.0, lt=1.0, description="fraction of each group's channels / units removed "
                                                              "(scope: global: of all channels, ranked together)")
-    importance: Literal["l1", "l2", "taylor"] = Field(
-        "l1", description="channel ranking: L1 / L2 norm of the group's weights, or Taylor (|weight x gradient|, "
-                          "gradients from the training split)")
+    importance: Literal["l1", "l2", "taylor", "hessian"] = Field(
+        "l1", description="channel ranking: L1 / L2 norm of the group's weights, Taylor (|weight x gradient| of the "
+                          "cross entropy on training batches), or hessian (weight^2 x squared gradient of a random "
+                          "projection of the outputs: how far removing a channel moves them; needs no labels)")
     scope: Literal["layer", "global"] = Field("layer", description="ratio per group (layer) or one global ranking")
     round_to: int | None = Field(None, ge=1, description="keep channel counts a multiple of this (8, 16: fast kernels)")
     heads: float = Field(0.0, ge=0.0, lt=1.0, description="fraction of attention heads removed (q/k/v/out together)")
@@ -47,7 +48,8 @@ class StructuredPruningConfig(PassConfig):
             raise ValueError("sparsity: 0 and heads: 0 remove nothing; set sparsity (channels) or heads (attention)")
         trains = self.finetune_epochs > 0
         self.only_with(("lr", "workers"), trains, "finetune_epochs > 0")
-        self.only_with(("batch_size",), trains or self.importance == "taylor", "finetune_epochs > 0 or importance: taylor")
+        self.only_with(("batch_size",), trains or self.importance in ("taylor", "hessian"),
+                       "finetune_epochs > 0 or importance: taylor / hessian")
         self.only_with(("round_to",), self.sparsity > 0, "sparsity > 0")
         return self
 
@@ -56,7 +58,7 @@ class PruneStructured(PrunePass):
     """Remove the lowest-ranked channel groups (and heads) of a torch model; fine-tune between steps."""
 
     name = "prune.structured"
-    version = 2
+    version = 3
     config_class = StructuredPruningConfig
     input_formats: ClassVar[frozenset[Format]] = frozenset({Format.TORCH})
 
@@ -71,7 +73,7 @@ class PruneStructured(PrunePass):
                 "dominates, or the measurement is noisy (see cv); compare the exported ONNX step")
 
     def reads(self) -> tuple[str, ...]:
-        return ("training",) if self.config.finetune_epochs or self.config.importance == "taylor" else ()
+        return ("training",) if self.config.finetune_epochs or self.config.importance in ("taylor", "hessian") else ()
 
     def produces(self, input_format: Format) -> Format:
         super().produces(input_format)
