@@ -41,7 +41,8 @@ def small_run(small_lm: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     raw["data"]["text"] = {"documents": "samples.tiny_lm.corpus:small_documents",
                            "tokenizer": str(small_lm / "tokenizer.json"), "context_length": 64}
     raw["data"]["evaluation"] = {"split": "test", "limit": 8, "batch_size": 8}
-    raw["variants"] = {k: raw["variants"][k] for k in ("fp32", "int4-rtn-b32", "tflite-fp32")}
+    tflite = yaml.safe_load((SAMPLE / "tflite.yaml").read_text())["variants"]
+    raw["variants"] = {**{k: raw["variants"][k] for k in ("fp32", "int4-rtn-b32")}, **tflite}
     raw["targets"] = ["onnxruntime:cpu", "litert:cpu"]
     raw["benchmark"] = {"batch_sizes": [1], "threads": 1, "warmup_runs": 1, "min_runs": 3, "min_seconds": 0.0}
     raw["generation"] = {"prompt_tokens": 24, "new_tokens": 16, "prompts": 2, "agreement_tokens": 16, "timed_rounds": 2}
