@@ -43,18 +43,6 @@ def ratio_cell(model: list[float], baseline: list[float]) -> str:
     return f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
 
 
-def onnx_p50(paths: dict[str, Any], feeds: dict[int, dict[str, Any]], rounds: int) -> dict[int, dict[str, float]]:
-    """p50 (ms) per batch and model, all models of one batch timed interleaved, 1 thread."""
-    from compressor.measure.compare import interleaved_p50
-
-    sessions = {n: ort_session(str(p)) for n, p in paths.items()}
-    out = {}
-    for batch, feed in feeds.items():
-        runs = {n: (lambda s=s: s.run(None, feed)) for n, s in sessions.items()}
-        out[batch] = interleaved_p50(runs, rounds=rounds)
-    return out
-
-
 def run_variants(raw: dict[str, Any], base: Path, out: Path, cache: Path) -> dict[str, dict[str, Any]]:
     """Run a pipeline mapping (no benchmarks); return its variants by name, failing loudly."""
     from compressor.run import run_pipeline
