@@ -96,6 +96,9 @@ class Pass:
     expects_speedup: ClassVar[bool] = False  # a slower output than its input is flagged
     # Which data splits the pass always reads; ``reads()`` adds those its config asks for.
     data_splits: ClassVar[tuple[str, ...]] = ()
+    # Settings added after the pass's version whose value here makes exactly the output it made before
+    # they existed: left out of the cache key at that value, so earlier results stay valid.
+    key_neutral: ClassVar[dict[str, Any]] = {"workers": 1}
 
     def __init__(self, config: PassConfig | None = None) -> None:
         self.config = config if config is not None else self.config_class()

@@ -75,8 +75,9 @@ def pass_key(ctx: RunContext, parent: Artifact, p: Pass) -> str:
     """The cache key of ``p`` on ``parent``: input content, pass, version, config, data, seed (and training threads)."""
     data = {role: ctx.data.fingerprint(role, needed_by=f"pass '{p.name}'") for role in p.reads()}
     config = p.config.model_dump(mode="json")
-    if config.get("workers") == 1:  # one training worker is training as before: the key stays the same
-        del config["workers"]
+    for name, value in p.key_neutral.items():  # e.g. one training worker trains as before: the key stays
+        if name in config and config[name] == value:
+            del config[name]
     parts = ["pass", parent.sha256, p.name, p.version, config, data, ctx.spec.seed]
     if "training" in p.reads():  # training's numbers depend on its thread count (passes/_torch_fit.py)
         from compressor.passes._torch_fit import training_threads

@@ -59,6 +59,10 @@ def test_pruned_encoder_copy_distils_with_hidden_states_and_trimmed_padding(tmp_
     assert program["bert.encoder.layer.0.attention.self.query.weight"].shape == (16, 32)  # 2 heads of 8 left
     assert program["bert.encoder.layer.0.intermediate.dense.weight"].shape == (32, 32)  # MLP 64 -> 32
     assert step.entry["metric"] > 0.8
+    # the pruned copy started from the least-squares refit of its 4 narrowed output projections
+    assert {x["layer"] for x in rep["reconstruct"]} == {
+        f"bert.encoder.layer.{i}.{n}.dense" for i in range(2) for n in ("attention.output", "output")}
+    assert all(x["error_after"] < x["error_before"] for x in rep["reconstruct"])
 
 
 def test_trimming_and_length_batches() -> None:
@@ -90,3 +94,8 @@ def test_encoder_settings_are_checked(tmp_path) -> None:
     with pytest.raises(InputRefused, match="importance: hessian applies to a pruned copy"):
         apply_pass(declared, declared.reference, build_pass("distill.kd", {"width": 0.5, "importance": "hessian"}),
                    "a", 0)
+    with pytest.raises(InputRefused, match="reconstruct: False applies to a pruned copy"):
+        apply_pass(declared, declared.reference, build_pass("distill.kd", {"width": 0.5, "reconstruct": False}),
+                   "a", 0)
+    with pytest.raises(ConfigError, match="'reconstruct' has no effect unless width is used"):
+        build_pass("distill.kd", {"student": "tests.tiny_models:TinyMLP", "reconstruct": False})

@@ -184,6 +184,50 @@ def test_hf_attention_heads_and_mlp_width_go_hidden_width_stays() -> None:
     assert pruner.skipped["bert.encoder.layer.1.output.dense"] == "its channels reach the model's outputs"
 
 
+def test_least_squares_refit_brings_a_pruned_encoder_back_toward_the_original() -> None:
+    """reconstruct(): the output projections whose inputs shrank are refitted to the unpruned outputs; on
+    sentences it did not fit on, the pruned encoder's embeddings are closer to the original's than before."""
+    import copy
+
+    from compressor.passes._torch_channels import reconstruct
+
+    torch.manual_seed(0)
+    dense = _tiny_bert()
+    model = copy.deepcopy(dense)
+
+    def batch(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        mask = (torch.arange(12)[None] < torch.randint(4, 13, (16, 1), generator=g)).long()  # padded sentences
+        return torch.randint(1, 40, (16, 12), generator=g) * mask, mask
+
+    fit, held = [batch(i) for i in range(6)], batch(99)
+    prune_channels(model, fit[0], ChannelSettings(ratio=0.5, heads=0.5))
+    model.eval()
+
+    def error() -> float:
+        with torch.no_grad():
+            return float((model(*held) - dense(*held)).norm() / dense(*held).norm())
+
+    pruned = error()
+    records = reconstruct(model, dense, fit)
+    refitted = {r["layer"] for r in records}
+    assert refitted == {f"bert.encoder.layer.{i}.{n}.dense" for i in range(2) for n in ("attention.output", "output")}
+    assert all(r["error_after"] < r["error_before"] for r in records)
+    assert records[0]["rows"] == int(sum(m.sum() for _, m in fit))  # padding positions left out
+    assert error() < 0.8 * pruned
+
+
+def test_reconstruct_in_the_pass_reports_every_refit(tmp_path) -> None:
+    r = make_runner(tmp_path, None, "tests.tiny_models:TinyResidual")
+    p = build_pass("prune.structured", {"sparsity": 0.25, "reconstruct": True, "batch_size": 8})
+    assert p.reads() == ("training",)
+    rep = apply_pass(r, r.reference, p, "a", 0).entry["report"]
+    assert rep["widths"] == {"stem": [8, 6], "conv": [8, 6]}
+    # TinyResidual's fc reads the pruned (flattened) width and keeps its output width: the layer refitted
+    assert [x["layer"] for x in rep["reconstruct"]] == ["fc"]
+    assert rep["reconstruct"][0]["error_after"] <= rep["reconstruct"][0]["error_before"]
+
+
 def test_factory_model_shrinks_reloads_and_records_groups(tmp_path, bn_weights) -> None:
     from safetensors.torch import load_file
 

@@ -8,6 +8,7 @@ from compressor.artifact import Artifact
 from compressor.errors import PassError, first_line
 
 CURVATURE_BATCHES = 4  # training batches whose output curvature ranks the channels for importance: hessian
+RECONSTRUCT_BATCHES = 12  # training batches the pruned copy's least-squares refit reads (reconstruct: true)
 MASK_INPUT = "attention_mask"  # the input whose zeros mark padding, for trim_padding
 
 if TYPE_CHECKING:
@@ -65,6 +66,8 @@ def student_spec(artifact: Artifact, config: DistillConfig) -> tuple[str, dict[s
         return factory, None
     copy_only = {k: v for k, v in (("heads", config.heads), ("importance", config.importance),
                                    ("round_to", config.round_to)) if v not in (0.0, "l1", None)}
+    if "reconstruct" in config.model_fields_set and not config.reconstruct:
+        copy_only["reconstruct"] = False
     if copy_only:
         shown = ", ".join(f"{k}: {v}" for k, v in copy_only.items())
         raise PassError(f"distill.kd {shown} applies to a pruned copy of the teacher, but factory '{factory}' "
@@ -72,12 +75,15 @@ def student_spec(artifact: Artifact, config: DistillConfig) -> tuple[str, dict[s
     return factory, scaled_kwargs(factory, kwargs, config.student_width)
 
 
-def pruned_copy(artifact: Artifact, config: DistillConfig, split: Split | None = None) -> tuple[Any, Any]:
+def pruned_copy(artifact: Artifact, config: DistillConfig,
+                split: Split | None = None) -> tuple[Any, Any, list[dict[str, Any]]]:
     """A copy of the teacher with ``1 - width`` of each channel group and ``heads`` of its heads removed.
 
     Channels are ranked by ``config.importance``; ``hessian`` reads a few batches of ``split`` (without
-    it, as in ``check``, L1 stands in: the pruned shapes are the same). Returns (student module with the
-    teacher's remaining weights, the pruner: widths, heads, skipped).
+    it, as in ``check``, L1 stands in: the pruned shapes are the same). With ``reconstruct`` (and
+    ``split``), the layers whose inputs shrank are refitted by least squares to the teacher's outputs
+    (``compressor.passes._torch_channels.reconstruct``). Returns (student module with the teacher's
+    remaining weights, the pruner: widths, heads, skipped; the refit's per-layer records).
     """
     from compressor.frameworks._torch import sample_inputs
     from compressor.passes._torch_channels import ChannelSettings, output_curvature, prune_channels
@@ -92,15 +98,22 @@ def pruned_copy(artifact: Artifact, config: DistillConfig, split: Split | None =
     settings = ChannelSettings(ratio=1.0 - config.student_width, heads=config.heads, importance=importance,
                                round_to=config.round_to, who="distill.kd width:")
     pruner, _ = prune_channels(student, sample_inputs(artifact.signature, batch=2), settings, grads=grads)
-    return student.eval(), pruner
+    refits: list[dict[str, Any]] = []
+    if config.reconstruct and split is not None:
+        from compressor.passes._torch_channels import reconstruct
+
+        batches = calibration_batches(split, artifact.signature, config, RECONSTRUCT_BATCHES)
+        refits = reconstruct(student.eval(), load_teacher(artifact), batches)
+    return student.eval(), pruner, refits
 
 
-def calibration_batches(split: Split, signature: Signature, config: DistillConfig) -> list[tuple[Any, ...]]:
-    """The first ``CURVATURE_BATCHES`` training batches as tensors (padding trimmed with ``trim_padding``)."""
+def calibration_batches(split: Split, signature: Signature, config: DistillConfig,
+                        count: int = CURVATURE_BATCHES) -> list[tuple[Any, ...]]:
+    """The first ``count`` training batches as tensors (padding trimmed with ``trim_padding``)."""
     from compressor.passes._torch_fit import to_tensors
 
     out = []
-    for start in range(0, min(len(split), CURVATURE_BATCHES * config.batch_size), config.batch_size):
+    for start in range(0, min(len(split), count * config.batch_size), config.batch_size):
         inputs = to_tensors(signature, {k: v[start:start + config.batch_size] for k, v in split.inputs.items()})
         out.append(tuple(trimmed(inputs, signature) if config.trim_padding else inputs))
     return out
@@ -147,18 +160,20 @@ def trimming(module: Any, signature: Signature) -> Any:
 
 
 def build_student(artifact: Artifact, config: DistillConfig, seed: int,
-                  split: Split | None = None) -> tuple[str, dict[str, Any] | None, Any]:
-    """Build the student with a seeded init, or as a pruned copy of the teacher (kwargs None) ranked on ``split``."""
+                  split: Split | None = None) -> tuple[str, dict[str, Any] | None, Any, list[dict[str, Any]]]:
+    """Build the student with a seeded init, or as a pruned copy of the teacher (kwargs None) ranked (and
+    refitted, with ``reconstruct``) on ``split``. The last item: the refit's per-layer records."""
     import torch
 
     from compressor.frameworks._torch import build_module
 
     factory, kwargs = student_spec(artifact, config)
     if kwargs is None:
-        return factory, None, pruned_copy(artifact, config, split)[0]
+        student, _, refits = pruned_copy(artifact, config, split)
+        return factory, None, student, refits
     torch.manual_seed(seed)
     try:
-        return factory, kwargs, build_module(factory, kwargs)
+        return factory, kwargs, build_module(factory, kwargs), []
     except TypeError as exc:
         raise PassError(f"distill.kd student '{factory}' rejected kwargs {kwargs}: {exc}; fix student_kwargs.") from None
 
@@ -173,7 +188,7 @@ def check_student(artifact: Artifact, config: DistillConfig, seed: int) -> None:
         raise PassError(f"distill.kd trim_padding: true needs a model input named '{MASK_INPUT}' (its zeros mark "
                         f"padding); this model's inputs are {artifact.signature.input_names}; remove trim_padding.")
 
-    factory, kwargs, student = build_student(artifact, config, seed)
+    factory, kwargs, student, _ = build_student(artifact, config, seed)
     args = sample_inputs(artifact.signature, batch=2)
     try:
         with torch.no_grad():
@@ -322,7 +337,7 @@ def distill(artifact: Artifact, config: DistillConfig, ctx: PassContext,
 
     teacher = load_teacher(artifact)
     split = ctx.data.split("training", needed_by="distill.kd")
-    factory, kwargs, student = build_student(artifact, config, ctx.seed, split)
+    factory, kwargs, student, refits = build_student(artifact, config, ctx.seed, split)
     sample = sample_inputs(artifact.signature, batch=2)
     teacher_cost = params_and_macs(teacher, sample) if artifact.format.value == "torch" else None
     history = train_student(teacher, student, split, artifact.signature, config, ctx.seed, ctx.say)
@@ -334,6 +349,8 @@ def distill(artifact: Artifact, config: DistillConfig, ctx: PassContext,
         meta = {"source_factory": source[0], "source_kwargs": source[1]}
         report: dict[str, Any] = {"student": "pruned copy of the teacher", "saved_as": "torch_export",
                                   "importance": config.importance}
+        if config.reconstruct:
+            report["reconstruct"] = refits
     else:
         path = save_module(student, factory, kwargs, out_dir)
         report = {"student": factory, "student_kwargs": kwargs, "saved_as": "factory"}

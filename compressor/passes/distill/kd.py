@@ -15,7 +15,8 @@ plus, optionally, ``feature_weight`` * MSE between teacher features and an adapt
 linear) of student features for each ``features`` pair ``[teacher_layer, student_layer]`` (a
 Transformer block's hidden states, batch x tokens x width, are compared directly when the widths
 match). A pruned copy ranks its channels by ``importance`` (``hessian``: label-free, how far removing
-a channel moves the outputs). ``trim_padding`` trains encoders on each batch's real length only.
+a channel moves the outputs) and, with ``reconstruct`` (the default), starts from a least-squares
+refit of the layers whose inputs shrank, so that their outputs match the teacher's. ``trim_padding`` trains encoders on each batch's real length only.
 The output is a torch model folder (the student's factory, kwargs and trained weights), or a .pt2
 program for a pruned copy of the teacher.
 """
@@ -46,6 +47,9 @@ class DistillConfig(PassConfig):
                           "how far removing one moves the outputs, from a few training batches; no labels needed)")
     round_to: int | None = Field(None, ge=1, description="with width and no width kwargs: keep the pruned copy's "
                                                          "channel counts a multiple of this (8, 16)")
+    reconstruct: bool = Field(True, description="with width and no width kwargs: before training, refit the pruned "
+                                                "copy's layers whose inputs shrank (MLP and attention output "
+                                                "projections) by least squares to the teacher's outputs")
     trim_padding: bool = Field(False, description="batch sequences of similar length and cut token inputs after each "
                                                   "batch's longest (its attention_mask): encoders train without "
                                                   "computing the padding")
@@ -69,7 +73,8 @@ class DistillConfig(PassConfig):
         if self.student_kwargs and self.student is None:
             raise ValueError("'student_kwargs' needs 'student'")
         self.only_with(("feature_weight",), bool(self.features), "features: [[teacher_layer, student_layer], ...]")
-        self.only_with(("heads", "importance", "round_to"), self.student is None, "width is used (no 'student')")
+        self.only_with(("heads", "importance", "round_to", "reconstruct"), self.student is None,
+                       "width is used (no 'student')")
         self.only_with(("temperature", "alpha"), self.loss == "kl", "loss: kl")
         return self
 
@@ -83,7 +88,7 @@ class DistillKd(Pass):
     """Train a student on the teacher's softened outputs and the labels."""
 
     name = "distill.kd"
-    version = 3
+    version = 4
     config_class = DistillConfig
     input_formats: ClassVar[frozenset[Format]] = frozenset({Format.TORCH, Format.TORCH_EXPORT})
     output_format = Format.TORCH

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from compressor.passes.prune.structured import StructuredPruningConfig
 
 TAYLOR_BATCHES = 4  # training batches whose gradients rank channels for importance: taylor
+RECONSTRUCT_BATCHES = 12  # training batches the least-squares refit (reconstruct: true) reads
 
 
 def settings_of(config: StructuredPruningConfig) -> ChannelSettings:
@@ -72,17 +73,23 @@ def taylor_grads(split: Any, signature: Any, batch_size: int, seed: int) -> Any:
     return accumulate
 
 
-def curvature_grads(split: Any, signature: Any, batch_size: int, seed: int) -> Any:
-    """``output_curvature`` on a few seeded training batches (importance: hessian; no labels needed)."""
+def training_batches(split: Any, signature: Any, batch_size: int, count: int, seed: int) -> list[tuple[Any, ...]]:
+    """``count`` seeded batches of the training split as input tensors."""
     import numpy as np
 
-    from compressor.passes._torch_channels import output_curvature
-    from compressor.passes._torch_fit import pinned_threads, to_tensors, training_threads
+    from compressor.passes._torch_fit import to_tensors
 
-    order = np.random.default_rng(seed).permutation(len(split))[:batch_size * TAYLOR_BATCHES]
-    batches = [tuple(to_tensors(signature, {k: v[order[i:i + batch_size]] for k, v in split.inputs.items()}))
-               for i in range(0, len(order), batch_size)]
-    curvature = output_curvature(batches, seed)
+    order = np.random.default_rng(seed).permutation(len(split))[:batch_size * count]
+    return [tuple(to_tensors(signature, {k: v[order[i:i + batch_size]] for k, v in split.inputs.items()}))
+            for i in range(0, len(order), batch_size)]
+
+
+def curvature_grads(split: Any, signature: Any, batch_size: int, seed: int) -> Any:
+    """``output_curvature`` on a few seeded training batches (importance: hessian; no labels needed)."""
+    from compressor.passes._torch_channels import output_curvature
+    from compressor.passes._torch_fit import pinned_threads, training_threads
+
+    curvature = output_curvature(training_batches(split, signature, batch_size, TAYLOR_BATCHES, seed), seed)
 
     def accumulate(module: Any) -> None:
         with pinned_threads(training_threads()):
@@ -91,11 +98,25 @@ def curvature_grads(split: Any, signature: Any, batch_size: int, seed: int) -> A
     return accumulate
 
 
-def _finetune(module: Any, config: StructuredPruningConfig, ctx: PassContext, signature: Any,
-              history: list[list[float]]) -> Any:
-    from compressor.passes._torch_fit import fit
+def _between(module: Any, config: StructuredPruningConfig, ctx: PassContext, signature: Any,
+             history: list[list[float]], refits: list[dict[str, Any]]) -> Any:
+    """What runs after each pruning step: the least-squares refit (reconstruct), then fine-tuning."""
+    import copy
+
+    from compressor.passes._torch_channels import reconstruct
+    from compressor.passes._torch_fit import fit, pinned_threads, training_threads
+
+    dense = copy.deepcopy(module).eval() if config.reconstruct else None
 
     def between(step: int) -> None:
+        if dense is not None:
+            split = ctx.data.split("training", needed_by="prune.structured reconstruct")
+            batches = training_batches(split, signature, config.batch_size, RECONSTRUCT_BATCHES, ctx.seed + step)
+            module.eval()
+            with pinned_threads(training_threads()):
+                done = reconstruct(module, dense, batches)
+            ctx.say(f"step {step}: refitted {len(done)} layers by least squares")
+            refits.extend({"step": step, **r} for r in done)
         if not config.finetune_epochs:
             return
         ctx.say(f"fine-tuning after pruning step {step}/{config.steps}")
@@ -164,8 +185,9 @@ def structured_prune(artifact: Artifact, config: StructuredPruningConfig, ctx: P
         maker = taylor_grads if config.importance == "taylor" else curvature_grads
         grads = maker(split, artifact.signature, config.batch_size, ctx.seed)
     history: list[list[float]] = []
-    pruner, groups = prune_channels(module, sample, settings_of(config),
-                                    between=_finetune(module, config, ctx, artifact.signature, history), grads=grads)
+    refits: list[dict[str, Any]] = []
+    between = _between(module, config, ctx, artifact.signature, history, refits)
+    pruner, groups = prune_channels(module, sample, settings_of(config), between=between, grads=grads)
     module.eval()
     after = params_and_macs(module, sample)
     widths = pruner.widths()
@@ -179,6 +201,8 @@ def structured_prune(artifact: Artifact, config: StructuredPruningConfig, ctx: P
         "params_ratio": round(after["params"] / max(before["params"], 1), 4),
         "saved_as": saved_as, "finetune_loss": history, "steps": config.steps,
     }
+    if config.reconstruct:
+        report["reconstruct"] = refits
     if saved_as == "factory":
         report["kwargs"] = meta.pop("kwargs")
     elif why:

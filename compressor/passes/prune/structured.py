@@ -37,6 +37,9 @@ class StructuredPruningConfig(PassConfig):
     ignore: list[str] = Field(default_factory=list, description="layer name patterns kept whole (and their groups)")
     save_as: Literal["auto", "factory", "torch_export"] = Field(
         "auto", description="auto: factory + new width kwargs when the factory declares them, else a .pt2 program")
+    reconstruct: bool = Field(False, description="after each step, refit the layers whose inputs shrank (a Transformer "
+                                                 "block's output projections, 1x1 projection convs) by least squares "
+                                                 "so their outputs match the unpruned model's on training batches")
     finetune_epochs: int = Field(0, ge=0, description="epochs of fine-tuning on the training split after each step")
     lr: float = Field(1e-3, gt=0)
     batch_size: int = Field(64, ge=1)
@@ -48,8 +51,8 @@ class StructuredPruningConfig(PassConfig):
             raise ValueError("sparsity: 0 and heads: 0 remove nothing; set sparsity (channels) or heads (attention)")
         trains = self.finetune_epochs > 0
         self.only_with(("lr", "workers"), trains, "finetune_epochs > 0")
-        self.only_with(("batch_size",), trains or self.importance in ("taylor", "hessian"),
-                       "finetune_epochs > 0 or importance: taylor / hessian")
+        self.only_with(("batch_size",), trains or self.reconstruct or self.importance in ("taylor", "hessian"),
+                       "finetune_epochs > 0, reconstruct or importance: taylor / hessian")
         self.only_with(("round_to",), self.sparsity > 0, "sparsity > 0")
         return self
 
@@ -61,6 +64,7 @@ class PruneStructured(PrunePass):
     version = 3
     config_class = StructuredPruningConfig
     input_formats: ClassVar[frozenset[Format]] = frozenset({Format.TORCH})
+    key_neutral: ClassVar[dict[str, Any]] = {"workers": 1, "reconstruct": False}
 
     def slow_reason(self, entry: dict[str, Any], cpu: dict[str, Any]) -> str:
         widths = (entry.get("report") or {}).get("widths") or {}
@@ -73,7 +77,8 @@ class PruneStructured(PrunePass):
                 "dominates, or the measurement is noisy (see cv); compare the exported ONNX step")
 
     def reads(self) -> tuple[str, ...]:
-        return ("training",) if self.config.finetune_epochs or self.config.importance in ("taylor", "hessian") else ()
+        reads = self.config.finetune_epochs or self.config.reconstruct or self.config.importance in ("taylor", "hessian")
+        return ("training",) if reads else ()
 
     def produces(self, input_format: Format) -> Format:
         super().produces(input_format)
