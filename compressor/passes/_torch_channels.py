@@ -22,6 +22,7 @@ IMPORTANCES = ("l1", "l2", "taylor", "hessian")
 GRADIENT_IMPORTANCES = ("taylor", "hessian")  # the ones that read gradients (``grads`` in ChannelPruner.step)
 SCOPES = ("layer", "global")
 # attribute names of Hugging Face style attention modules: separate q/k/v Linear layers, a head count
+REFIT_ROWS = 65536  # rows (tokens, pixels) the least-squares refit of one layer reads at most
 QKV_NAMES = (("query", "key", "value"), ("q_proj", "k_proj", "v_proj"), ("q", "k", "v"))
 HEAD_COUNT_NAMES = ("num_attention_heads", "num_heads", "n_heads")
 
@@ -362,19 +363,26 @@ def _token_mask(inputs: tuple[Any, ...]) -> Any | None:
 
 
 def _capture(module: Any, names: list[str], batches: list[tuple[Any, ...]], want: str) -> dict[str, Any]:
-    """The input (``want='in'``) or output of each layer in ``names`` over all batches, as (rows, channels)."""
+    """The input (``want='in'``) or output of each layer in ``names`` over all batches, as (rows, channels):
+    at most ``REFIT_ROWS`` in all, the same seeded rows of each batch on every call (inputs and targets pair up)."""
     import torch
 
     modules = dict(module.named_modules())
     got: dict[str, list[Any]] = {n: [] for n in names}
     mask: list[Any] = [None]
+    per_batch = max(1, REFIT_ROWS // max(1, len(batches)))
 
     def hook(name: str) -> Any:
-        def keep(_m: Any, args: Any, out: Any) -> None:
-            got[name].append(_rows((args[0] if want == "in" else out).detach().double(), mask[0]))
+        def keep(_m: Any, args: Any, kwargs: Any, out: Any) -> None:
+            x = (args[0] if args else next(iter(kwargs.values()))) if want == "in" else out
+            rows = _rows(x.detach().double(), mask[0])
+            if len(rows) > per_batch:
+                pick = torch.randperm(len(rows), generator=torch.Generator().manual_seed(len(got[name])))[:per_batch]
+                rows = rows[pick.sort().values]
+            got[name].append(rows)
         return keep
 
-    handles = [modules[n].register_forward_hook(hook(n)) for n in names]
+    handles = [modules[n].register_forward_hook(hook(n), with_kwargs=True) for n in names]
     try:
         with torch.no_grad():
             for inputs in batches:

@@ -217,6 +217,32 @@ def test_least_squares_refit_brings_a_pruned_encoder_back_toward_the_original() 
     assert error() < 0.8 * pruned
 
 
+def test_refit_of_a_one_by_one_conv_reads_a_capped_sample_of_pixels(monkeypatch) -> None:
+    import copy
+
+    from compressor.passes import _torch_channels
+    from compressor.passes._torch_channels import reconstruct
+
+    class ConvProj(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.proj, self.fc = nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(8, 4, 1), nn.Linear(4 * 8 * 8, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(torch.flatten(self.proj(torch.relu(self.a(x))), 1))
+
+    torch.manual_seed(0)
+    dense = ConvProj().eval()
+    model = copy.deepcopy(dense)
+    batches = [(torch.rand(4, 1, 8, 8),) for _ in range(5)]
+    prune_channels(model, batches[0], ChannelSettings(ratio=0.5, ignore=("proj",)))
+    assert model.proj.in_channels == 4 and model.proj.out_channels == 4
+    monkeypatch.setattr(_torch_channels, "REFIT_ROWS", 100)  # 5 batches x 256 pixels: 20 of each batch
+    records = reconstruct(model.eval(), dense, batches)
+    assert [(r["layer"], r["rows"]) for r in records] == [("proj", 100)]
+    assert records[0]["error_after"] < records[0]["error_before"]
+
+
 def test_reconstruct_in_the_pass_reports_every_refit(tmp_path) -> None:
     r = make_runner(tmp_path, None, "tests.tiny_models:TinyResidual")
     p = build_pass("prune.structured", {"sparsity": 0.25, "reconstruct": True, "batch_size": 8})

@@ -16,9 +16,9 @@ linear) of student features for each ``features`` pair ``[teacher_layer, student
 Transformer block's hidden states, batch x tokens x width, are compared directly when the widths
 match). A pruned copy ranks its channels by ``importance`` (``hessian``: label-free, how far removing
 a channel moves the outputs) and, with ``reconstruct`` (the default), starts from a least-squares
-refit of the layers whose inputs shrank, so that their outputs match the teacher's. ``trim_padding`` trains encoders on each batch's real length only.
-The output is a torch model folder (the student's factory, kwargs and trained weights), or a .pt2
-program for a pruned copy of the teacher.
+refit of the layers whose inputs shrank, so that their outputs match the teacher's. ``trim_padding``
+trains encoders on each batch's real length only. The output is a torch model folder (the
+student's factory, kwargs and trained weights), or a .pt2 program for a pruned copy of the teacher.
 """
 from __future__ import annotations
 
