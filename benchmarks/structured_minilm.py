@@ -4,8 +4,9 @@ all-MiniLM-L6-v2 (``samples/minilm``) goes through one pipeline step, ``distill.
 and ``heads: 1/3``: the model declares no width kwargs, so the student is a pruned copy of the teacher
 (Torch-Pruning, as ``prune.structured``): half of every MLP's hidden width and a third of the attention
 heads of every layer removed (the residual width, which is the embedding, stays), channels and heads
-ranked by ``importance: hessian`` (how far removing one moves the embeddings, from a few batches).
-It is then distilled from the unpruned model: 1 - cosine of the embeddings plus the MSE of every
+ranked by ``importance: hessian`` (how far removing one moves the embeddings, from a few batches),
+and every narrowed output projection refitted by least squares to the original's outputs
+(``reconstruct``, the pass's default). It is then distilled from the unpruned model: 1 - cosine of the embeddings plus the MSE of every
 layer's hidden states (``features``), on sentences of 6-40 words from the CPython documentation corpus
 (``samples/tiny_lm/corpus.py``) and the sample's 240 topic sentences, at most 64 tokens, batched by
 length (``trim_padding``). A seeded share of those sentences is held out (the pipeline's test split).
@@ -83,6 +84,7 @@ def distill_step(args: Any) -> dict[str, Any]:
     return {"width": 0.5, "heads": 1 / 3, "importance": "hessian", "loss": "cosine",
             "features": [[f"encoder.encoder.layer.{i}"] * 2 for i in range(LAYERS)],
             "feature_weight": args.feature_weight, "epochs": args.distill_epochs, "lr": args.distill_lr,
+            "schedule": args.distill_schedule,
             "batch_size": 32, "trim_padding": True}
 
 

@@ -47,6 +47,7 @@ def fit(
     keep_eval: Any = (),
     workers: int = 1,
     plan: Callable[[Any], list[Any]] | None = None,
+    schedule: str = "constant",
 ) -> list[float]:
     """Train ``module`` in place with Adam, on ``training_threads()`` threads; return the mean loss of each epoch.
 
@@ -55,6 +56,7 @@ def fit(
     ``keep_eval`` modules stay in eval mode while the rest trains (frozen BatchNorm keeps its statistics).
     ``workers`` > 1 trains data-parallel through Ray Train (``_torch_ddp``), each global batch shared out.
     ``plan(rng)`` orders an epoch's samples into batches (index arrays); default a seeded shuffle.
+    ``schedule``: ``constant`` lr, or ``cosine`` (linear warm-up over the first 5% of steps, then cosine decay to 0).
     """
     from compressor.errors import DataError
 
@@ -62,7 +64,7 @@ def fit(
         raise DataError("training needs labels, but the training split has none; add 'y' to the data.")
     settings = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "loss_fn": loss_fn,
                 "after_step": after_step, "parameters": parameters, "keep_eval": keep_eval,
-                "plan": plan}
+                "plan": plan, "schedule": schedule}
     if workers > 1:
         from compressor.passes._torch_ddp import fit_distributed
 

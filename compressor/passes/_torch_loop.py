@@ -2,6 +2,7 @@
 calls it here; ``_torch_ddp`` calls it in each Ray Train worker)."""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -31,12 +32,25 @@ def to_tensors(signature: Any, batch: dict[str, np.ndarray]) -> list[Any]:
     return [torch.from_numpy(feeds[n]) for n in signature.input_names]
 
 
+WARMUP_SHARE = 0.05  # share of the steps the cosine schedule warms up over
+
+
+def lr_at(step: int, total: int, lr: float, schedule: str) -> float:
+    """The learning rate of optimizer step ``step`` (0-based) of ``total``: constant, or warm-up then cosine."""
+    if schedule == "constant":
+        return lr
+    warm = max(1, int(total * WARMUP_SHARE))
+    if step < warm:
+        return lr * (step + 1) / warm
+    return 0.5 * lr * (1.0 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+
 def train_epochs(wrapped: Any, module: Any, split: Split, signature: Any, *, epochs: int, lr: float,
                  batch_size: int, seed: int, loss_fn: Callable[[Any, Any, list[Any]], Any] | None,
                  after_step: Callable[[int, int], None] | None, parameters: Any, keep_eval: Any,
                  say: Callable[[str], None] | None = None, shard: tuple[int, int] = (0, 1),
                  reduce: Callable[[float], float] | None = None,
-                 plan: Callable[[Any], list[np.ndarray]] | None = None) -> list[float]:
+                 plan: Callable[[Any], list[np.ndarray]] | None = None, schedule: str = "constant") -> list[float]:
     """The loop: ``wrapped`` (``module``, or its DistributedDataParallel) trained on this worker's
     ``shard`` = (rank, world) of every batch; each epoch's loss is ``reduce``d over the workers.
 
@@ -66,6 +80,8 @@ def train_epochs(wrapped: Any, module: Any, split: Split, signature: Any, *, epo
                 idx = batch[:1]
             inputs = to_tensors(signature, {k: v[idx] for k, v in split.inputs.items()})
             labels = None if split.labels is None else torch.from_numpy(split.labels[idx])
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, total, lr, schedule)
             optimizer.zero_grad()
             loss = loss_fn(wrapped(*inputs), labels, inputs)
             loss.backward()

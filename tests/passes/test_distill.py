@@ -77,7 +77,7 @@ def test_config_errors() -> None:
 
 def test_width_without_declared_kwargs_distills_a_pruned_copy_of_the_teacher(tmp_path) -> None:
     r = make_runner(tmp_path, None, "tests.tiny_models:TinyResidual")
-    p = build_pass("distill.kd", {"width": 0.5, "epochs": 1, "loss": "mse"})
+    p = build_pass("distill.kd", {"width": 0.5, "epochs": 1, "loss": "mse", "schedule": "cosine"})
     step = apply_pass(r, r.reference, p, "a", 0)
     rep, art = step.entry["report"], step.artifact
     assert art.format.value == "torch_export" and art.path.suffix == ".pt2"
@@ -87,6 +87,18 @@ def test_width_without_declared_kwargs_distills_a_pruned_copy_of_the_teacher(tmp
     declared = make_runner(tmp_path / "declared", None)  # TinyCNN declares its width kwarg
     with pytest.raises(InputRefused, match=r"heads: 0.5 applies to a pruned copy"):
         apply_pass(declared, declared.reference, build_pass("distill.kd", {"width": 0.5, "heads": 0.5}), "a", 0)
+
+
+def test_learning_rate_schedules() -> None:
+    from compressor.passes._torch_loop import lr_at
+
+    assert [lr_at(s, 100, 0.1, "constant") for s in (0, 50, 99)] == [0.1, 0.1, 0.1]
+    cosine = [lr_at(s, 100, 0.1, "cosine") for s in range(100)]
+    assert cosine[0] == pytest.approx(0.02) and cosine[4] == pytest.approx(0.1)  # 5 warm-up steps
+    assert all(a >= b for a, b in zip(cosine[4:], cosine[5:])) and cosine[-1] < 1e-3
+    assert cosine[52] == pytest.approx(0.05, abs=2e-3)  # half-way through the decay
+    with pytest.raises(ConfigError, match="schedule"):
+        build_pass("distill.kd", {"schedule": "linear"})
 
 
 def test_match_loss_and_its_settings() -> None:

@@ -320,6 +320,7 @@ def train_student(teacher: Any, student: Any, split: Split, signature: Signature
         trained = trimming(student, signature) if config.trim_padding else student
         return fit(trained, split, signature, epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
                    seed=seed, loss_fn=loss_fn, parameters=params, say=say, workers=config.workers,
+                   schedule=config.schedule,
                    plan=length_plan(split, signature, config.batch_size) if config.trim_padding else None)
     finally:
         if match is not None:

@@ -59,6 +59,8 @@ class DistillConfig(PassConfig):
     alpha: float = Field(0.9, ge=0.0, le=1.0, description="weight of the soft-target loss (1 - alpha: hard labels)")
     epochs: int = Field(5, ge=1)
     lr: float = Field(1e-3, gt=0)
+    schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="learning rate: constant, or cosine (warm-up over 5% of the steps, then decay to 0)")
     batch_size: int = Field(64, ge=1)
     workers: int = Field(1, ge=1, description="data-parallel training workers through Ray Train (1: this process)")
     features: list[tuple[str, str]] = Field(
@@ -94,6 +96,7 @@ class DistillKd(Pass):
     output_format = Format.TORCH
     data_splits = ("training",)
     compares_speed = True
+    key_neutral: ClassVar[dict[str, Any]] = {"workers": 1, "schedule": "constant"}
 
     def check(self, artifact: Artifact, ctx: PassContext) -> None:
         from compressor.passes.distill._torch import check_student
