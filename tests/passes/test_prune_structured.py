@@ -189,7 +189,7 @@ def test_least_squares_refit_brings_a_pruned_encoder_back_toward_the_original() 
     sentences it did not fit on, the pruned encoder's embeddings are closer to the original's than before."""
     import copy
 
-    from compressor.passes._torch_channels import reconstruct
+    from compressor.passes._torch_refit import reconstruct
 
     torch.manual_seed(0)
     dense = _tiny_bert()
@@ -220,8 +220,8 @@ def test_least_squares_refit_brings_a_pruned_encoder_back_toward_the_original() 
 def test_refit_of_a_one_by_one_conv_reads_a_capped_sample_of_pixels(monkeypatch) -> None:
     import copy
 
-    from compressor.passes import _torch_channels
-    from compressor.passes._torch_channels import reconstruct
+    from compressor.passes import _torch_refit
+    from compressor.passes._torch_refit import reconstruct
 
     class ConvProj(nn.Module):
         def __init__(self) -> None:
@@ -237,7 +237,7 @@ def test_refit_of_a_one_by_one_conv_reads_a_capped_sample_of_pixels(monkeypatch)
     batches = [(torch.rand(4, 1, 8, 8),) for _ in range(5)]
     prune_channels(model, batches[0], ChannelSettings(ratio=0.5, ignore=("proj",)))
     assert model.proj.in_channels == 4 and model.proj.out_channels == 4
-    monkeypatch.setattr(_torch_channels, "REFIT_ROWS", 100)  # 5 batches x 256 pixels: 20 of each batch
+    monkeypatch.setattr(_torch_refit, "REFIT_ROWS", 100)  # 5 batches x 256 pixels: 20 of each batch
     records = reconstruct(model.eval(), dense, batches)
     assert [(r["layer"], r["rows"]) for r in records] == [("proj", 100)]
     assert records[0]["error_after"] < records[0]["error_before"]

@@ -82,7 +82,7 @@ def pruned_copy(artifact: Artifact, config: DistillConfig,
     Channels are ranked by ``config.importance``; ``hessian`` reads a few batches of ``split`` (without
     it, as in ``check``, L1 stands in: the pruned shapes are the same). With ``reconstruct`` (and
     ``split``), the layers whose inputs shrank are refitted by least squares to the teacher's outputs
-    (``compressor.passes._torch_channels.reconstruct``). Returns (student module with the teacher's
+    (``compressor.passes._torch_refit.reconstruct``). Returns (student module with the teacher's
     remaining weights, the pruner: widths, heads, skipped; the refit's per-layer records).
     """
     from compressor.frameworks._torch import sample_inputs
@@ -100,7 +100,7 @@ def pruned_copy(artifact: Artifact, config: DistillConfig,
     pruner, _ = prune_channels(student, sample_inputs(artifact.signature, batch=2), settings, grads=grads)
     refits: list[dict[str, Any]] = []
     if config.reconstruct and split is not None:
-        from compressor.passes._torch_channels import reconstruct
+        from compressor.passes._torch_refit import reconstruct
 
         batches = calibration_batches(split, artifact.signature, config, RECONSTRUCT_BATCHES)
         refits = reconstruct(student.eval(), load_teacher(artifact), batches)

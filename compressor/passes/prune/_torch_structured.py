@@ -103,7 +103,7 @@ def _between(module: Any, config: StructuredPruningConfig, ctx: PassContext, sig
     """What runs after each pruning step: the least-squares refit (reconstruct), then fine-tuning."""
     import copy
 
-    from compressor.passes._torch_channels import reconstruct
+    from compressor.passes._torch_refit import reconstruct
     from compressor.passes._torch_fit import fit, pinned_threads, training_threads
 
     dense = copy.deepcopy(module).eval() if config.reconstruct else None
