@@ -33,20 +33,66 @@ HELD_OUT = 0.08  # share of the distillation sentences held out for the cosine
 LAYERS = 6
 
 
-@lru_cache(maxsize=4)
-def corpus_sentences(limit: int, seed: int = 0) -> tuple[str, ...]:
-    """Plain English sentences (6-40 words) of the CPython documentation corpus, deduplicated, a seeded sample."""
-    from samples.tiny_lm.corpus import documents
+EXTRA_PACKAGES = ("numpy", "scipy", "sklearn", "transformers", "torch")  # docstrings for --extra-sentences
 
+
+def sentences_of(docs: list[str]) -> list[str]:
+    """Plain English sentences (6-40 words, at least 70% words) of ``docs``, deduplicated, sorted."""
     found: set[str] = set()
-    for doc in documents():
+    for doc in docs:
         for s in SENTENCE.split(" ".join(doc.split())):
             words = s.split()
             if 6 <= len(words) <= 40 and sum(w.isalpha() for w in words) >= 0.7 * len(words):
                 found.add(s)
-    ordered = sorted(found)
+    return sorted(found)
+
+
+@lru_cache(maxsize=4)
+def corpus_sentences(limit: int, seed: int = 0) -> tuple[str, ...]:
+    """Sentences of the CPython documentation corpus (``samples/tiny_lm/corpus.py``), a seeded sample."""
+    from samples.tiny_lm.corpus import documents
+
+    ordered = sentences_of(documents())
     rng = np.random.default_rng(seed)
     return tuple(ordered[i] for i in rng.permutation(len(ordered))[:limit])
+
+
+def package_sentences(limit: int, avoid: set[str], seed: int = 0) -> list[str]:
+    """Sentences of the docstrings of a few installed packages (``EXTRA_PACKAGES``, read with ``ast``, nothing
+    imported), none of them in ``avoid``: more text to distil on, a seeded sample."""
+    import importlib.util
+
+    from samples.tiny_lm.corpus import docstrings
+
+    docs: list[str] = []
+    for name in EXTRA_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations:
+            docs += docstrings(Path(next(iter(spec.submodule_search_locations))))
+    ordered = [s for s in sentences_of(docs) if s not in avoid]
+    rng = np.random.default_rng(seed)
+    return [ordered[i] for i in rng.permutation(len(ordered))[:limit]]
+
+
+def with_extra(texts: list[str], extra: list[str]) -> tuple[list[str], float]:
+    """(sentences in the pipeline's order, test_fraction) such that the pipeline's test split is exactly
+    ``held_out(texts)`` and the ``extra`` sentences all land in its training split."""
+    from compressor.data import split_indices
+
+    if not extra:
+        return texts, HELD_OUT
+    train, test = split_indices(len(texts), None, HELD_OUT, 0)
+    total = len(texts) + len(extra)
+    fraction = len(test) / total
+    new_train, new_test = split_indices(total, None, fraction, 0)
+    if len(new_test) != len(test):
+        raise SystemExit(f"cannot place {len(test)} held-out sentences among {total}")
+    out = [""] * total
+    for pos, i in zip(sorted(new_test), sorted(test)):
+        out[pos] = texts[i]
+    for pos, s in zip(sorted(new_train), [texts[i] for i in sorted(train)] + extra):
+        out[pos] = s
+    return out, fraction
 
 
 def distillation_texts(limit: int) -> list[str]:
@@ -88,12 +134,12 @@ def distill_step(args: Any) -> dict[str, Any]:
             "batch_size": 32, "trim_padding": True}
 
 
-def run_distillation(args: Any, data: Path) -> tuple[Path, dict[str, Any]]:
+def run_distillation(args: Any, data: Path, test_fraction: float = HELD_OUT) -> tuple[Path, dict[str, Any]]:
     """Run the pipeline (cached); return the student's .pt2 and the variant's results."""
     from benchmarks.suite import run_variants
 
     raw = {"name": "minilm-prune-distill", "model": {"factory": "samples.minilm.model:MiniLMEmbedder"},
-           "data": {"npz": str(data), "test_fraction": HELD_OUT, "calibration": {"split": "train", "limit": 64},
+           "data": {"npz": str(data), "test_fraction": test_fraction, "calibration": {"split": "train", "limit": 64},
                     "evaluation": {"split": "test"}, "training": {"split": "train"}},
            "metric": "cosine", "budget": {"max_drop": 0.03}, "targets": ["onnxruntime:cpu"],
            "variants": {"distilled": [{"distill.kd": distill_step(args)}]}}
@@ -190,11 +236,14 @@ def minilm(args: Any) -> list[list[Any]]:
     folder = args.cache / "minilm"
     folder.mkdir(parents=True, exist_ok=True)
     texts = distillation_texts(args.distill_sentences)
-    data = write_data(texts, folder / f"distill-{args.distill_sentences}x{TRAIN_TOKENS}.npz")
+    extra = package_sentences(args.extra_sentences, set(texts)) if args.extra_sentences else []
+    ordered, fraction = with_extra(texts, extra)
+    suffix = f"+{len(extra)}" if extra else ""
+    data = write_data(ordered, folder / f"distill-{args.distill_sentences}{suffix}x{TRAIN_TOKENS}.npz")
     feed8 = latency_feed(8, 128)
     sample = tuple(torch.from_numpy(feed8[k][:2]) for k in ("input_ids", "attention_mask"))
     teacher = MiniLMEmbedder().eval()
-    program, variant = run_distillation(args, data)
+    program, variant = run_distillation(args, data, fraction)
     student, pruner = load_student(program, sample)
     undistilled, _ = pruned_shape(sample)  # L1-ranked, no training: what is lost before distilling
     cost = {"original": params_and_macs(teacher, sample), "pruned": params_and_macs(student, sample)}

@@ -118,6 +118,8 @@ def main() -> None:
     parser.add_argument("--distill-sentences", type=int, default=6000)
     parser.add_argument("--distill-lr", type=float, default=2e-4)
     parser.add_argument("--distill-schedule", default="constant", choices=["constant", "cosine"])
+    parser.add_argument("--extra-sentences", type=int, default=0,
+                        help="MiniLM: add this many docstring sentences of installed packages to the training split")
     parser.add_argument("--feature-weight", type=float, default=0.1)
     parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "structured-pruning")
     parser.add_argument("--out", type=Path, default=None)

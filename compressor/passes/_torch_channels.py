@@ -320,4 +320,3 @@ def prune_channels(module: Any, sample: tuple[Any, ...], settings: ChannelSettin
         if between is not None:
             between(i + 1)
     return pruner, records
-

@@ -28,7 +28,9 @@ def _topics() -> list[str]:
     return [topics[name].strip() for name in sorted(topics)]
 
 
-def _docstrings(root: Path) -> list[str]:
+def docstrings(root: Path) -> list[str]:
+    """The docstrings (modules, classes, functions) of the .py files under ``root``, read with ``ast``: at least
+    ``MIN_DOC_CHARS`` long, folders in ``SKIP_PARTS`` left out, no module imported."""
     docs = []
     files = sorted(p for p in root.rglob("*.py") if not (set(p.relative_to(root).parts) & SKIP_PARTS))
     for path in files:
@@ -46,7 +48,7 @@ def _docstrings(root: Path) -> list[str]:
 
 @lru_cache(maxsize=1)
 def _all_documents() -> tuple[str, ...]:
-    return tuple(_topics() + _docstrings(Path(sysconfig.get_path("stdlib"))))
+    return tuple(_topics() + docstrings(Path(sysconfig.get_path("stdlib"))))
 
 
 def documents() -> list[str]:

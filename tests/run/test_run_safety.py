@@ -188,3 +188,21 @@ def test_training_threads_enter_the_key_of_training_passes(tmp_path: Path, tiny_
     monkeypatch.setattr(_torch_fit, "training_threads", lambda: 7)
     assert pass_key(ctx, ctx.reference, prune) != keys["prune.magnitude"]
     assert pass_key(ctx, ctx.reference, convert) == keys["convert.onnx"]
+
+
+def test_a_setting_at_its_neutral_value_leaves_the_cache_key_as_before(tmp_path: Path, tiny_weights: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """``key_neutral``: a setting added later, at the value that makes what the pass made before it existed,
+    stays out of the key (earlier results stay valid); any other value enters it."""
+    from compressor.passes.prune.structured import PruneStructured
+    from compressor.passes.registry import build_pass
+    from compressor.run.step import pass_key
+    from tests.pass_context import make_context
+
+    ctx = make_context(tmp_path, tiny_weights)
+    plain = pass_key(ctx, ctx.reference, build_pass("prune.structured", {"sparsity": 0.5}))
+    assert pass_key(ctx, ctx.reference, build_pass("prune.structured", {"sparsity": 0.5, "reconstruct": False})) == plain
+    refit = pass_key(ctx, ctx.reference, build_pass("prune.structured", {"sparsity": 0.5, "reconstruct": True}))
+    assert refit != plain
+    monkeypatch.setattr(PruneStructured, "key_neutral", {"workers": 1})  # as if reconstruct entered the key
+    assert pass_key(ctx, ctx.reference, build_pass("prune.structured", {"sparsity": 0.5})) != plain
