@@ -98,6 +98,8 @@ def reconstruct(student: Any, teacher: Any, batches: list[tuple[Any, ...]], ridg
     import torch
 
     consumers = _narrowed_consumers(student, teacher)
+    if not consumers:
+        return []
     order: list[str] = []
     hooks = [dict(student.named_modules())[n].register_forward_hook(
         lambda _m, _i, _o, n=n: order.append(n) if n not in order else None) for n in consumers]
@@ -112,17 +114,16 @@ def reconstruct(student: Any, teacher: Any, batches: list[tuple[Any, ...]], ridg
     for name in order:
         layer = dict(student.named_modules())[name]
         x, y = _capture(student, [name], batches, "in")[name], targets.pop(name)
-        x1 = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
         weight = layer.weight.detach().double().reshape(layer.weight.shape[0], -1)
         bias = layer.bias.detach().double() if layer.bias is not None else torch.zeros(weight.shape[0], dtype=x.dtype)
         before = float((x @ weight.T + bias - y).norm() / y.norm().clamp_min(1e-12))
-        gram = x1.T @ x1
-        gram += ridge * float(gram.diagonal()[:-1].mean()) * torch.eye(len(gram), dtype=gram.dtype)
-        solved = torch.linalg.solve(gram, x1.T @ y)  # (in + 1, out)
-        new_w, new_b = solved[:-1].T, solved[-1]
-        if layer.bias is None:  # no bias to take the offset: refit without one
-            solved = torch.linalg.solve(gram[:-1, :-1], x.T @ y)
-            new_w, new_b = solved.T, torch.zeros_like(new_b)
+        # a layer with a bias fits it as one more input column of ones; one without fits no offset
+        cols = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1) if layer.bias is not None else x
+        gram = cols.T @ cols
+        gram += ridge * float(gram.diagonal()[:x.shape[1]].mean()) * torch.eye(len(gram), dtype=gram.dtype)
+        solved = torch.linalg.solve(gram, cols.T @ y)  # (in [+ 1], out)
+        new_w = solved[:x.shape[1]].T
+        new_b = solved[-1] if layer.bias is not None else torch.zeros_like(bias)
         after = float((x @ new_w.T + new_b - y).norm() / y.norm().clamp_min(1e-12))
         if after < before:  # a fit that is no better than the pruned weights is not taken
             with torch.no_grad():

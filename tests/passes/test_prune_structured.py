@@ -217,7 +217,8 @@ def test_least_squares_refit_brings_a_pruned_encoder_back_toward_the_original() 
     assert error() < 0.8 * pruned
 
 
-def test_refit_of_a_one_by_one_conv_reads_a_capped_sample_of_pixels(monkeypatch) -> None:
+@pytest.mark.parametrize("bias", [True, False])
+def test_refit_of_a_one_by_one_conv_reads_a_capped_sample_of_pixels(monkeypatch, bias: bool) -> None:
     import copy
 
     from compressor.passes import _torch_refit
@@ -226,7 +227,8 @@ def test_refit_of_a_one_by_one_conv_reads_a_capped_sample_of_pixels(monkeypatch)
     class ConvProj(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.a, self.proj, self.fc = nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(8, 4, 1), nn.Linear(4 * 8 * 8, 10)
+            self.a, self.proj = nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(8, 4, 1, bias=bias)
+            self.fc = nn.Linear(4 * 8 * 8, 10)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.fc(torch.flatten(self.proj(torch.relu(self.a(x))), 1))
@@ -241,6 +243,7 @@ def test_refit_of_a_one_by_one_conv_reads_a_capped_sample_of_pixels(monkeypatch)
     records = reconstruct(model.eval(), dense, batches)
     assert [(r["layer"], r["rows"]) for r in records] == [("proj", 100)]
     assert records[0]["error_after"] < records[0]["error_before"]
+    assert (model.proj.bias is None) == (not bias)  # a layer without a bias is fitted without an offset
 
 
 def test_reconstruct_in_the_pass_reports_every_refit(tmp_path) -> None:
